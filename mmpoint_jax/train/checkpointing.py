@@ -1,0 +1,226 @@
+"""Every Orbax call of the project lives here (STYLE.md: Orbax is imported in one module).
+
+Two kinds of checkpoint are read and written:
+
+* **Encoder export** (a folder): items `variables` ({"params", "batch_stats"} of one tower) and
+  `meta` (JSON: `kind` = "mmpoint.encoder", `tower` = "point" | "image", `model` = the tower's
+  config dict that `mmpoint_jax.models` builds it from, `source`). Written by
+  `mmpoint_jax.convert` (PyTorch imports) and by `export_encoder` after pretraining.
+* **Pretraining checkpoints**: `<workdir>/checkpoints/<step>/` with items `state` (the train state
+  PyTree: `params`, `batch_stats`, `opt_state`, `step`, ...; the 3D tower under
+  `params/point_encoder` and `batch_stats/point_encoder`), `data_iter` (grain iterator state) and
+  `config` (the resolved run config as JSON).
+
+`restore_encoder(path)` takes any of: an encoder export, one pretraining step folder, or a
+pretraining workdir (its latest complete step), and returns the tower's config and variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+ENCODER_KIND = "mmpoint.encoder"
+CHECKPOINTS_SUBDIR = "checkpoints"
+# Names of the towers inside the joint model's variables (models/mmpoint.py uses the same).
+TOWER_SUBTREES = {"point": "point_encoder", "image": "image_encoder"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path is missing, incomplete, or not of a kind this code reads."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderCheckpoint:
+    tower: str  # "point" or "image"
+    model: ml_collections.ConfigDict  # the tower's config (name, k, emb_dims, ...)
+    variables: dict[str, Any]  # {"params": ..., "batch_stats": ...} as numpy arrays
+    path: str
+    source: str  # "export", "pretrain" or what the export recorded (e.g. "pytorch:crosspoint")
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. converted heads
+
+
+def _ocp():
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+def _to_builtin(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        obj = obj.to_dict()
+    if isinstance(obj, dict):
+        return {str(k): _to_builtin(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_builtin(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "size", 2) == 1:
+        return obj.item()
+    return obj
+
+
+def save_encoder(
+    directory: str | os.PathLike,
+    variables: dict[str, Any],
+    model_config: Any,
+    *,
+    tower: str = "point",
+    source: str = "export",
+    extra_meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Writes an encoder export (Orbax writes to a temporary folder and renames it when complete)."""
+    if tower not in TOWER_SUBTREES:
+        raise CheckpointError(f"tower must be one of {sorted(TOWER_SUBTREES)}, got {tower!r}")
+    directory = Path(directory).absolute()
+    if directory.exists():
+        if not overwrite:
+            raise CheckpointError(f"{directory} exists; pass overwrite=True to replace it")
+    variables = {k: v for k, v in variables.items() if v is not None and len(jax.tree.leaves(v)) > 0}
+    meta = {
+        "kind": ENCODER_KIND,
+        "tower": tower,
+        "model": _to_builtin(model_config),
+        "source": source,
+        **_to_builtin(extra_meta or {}),
+    }
+    ocp = _ocp()
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        checkpointer.save(
+            directory,
+            ocp.args.Composite(
+                variables=ocp.args.StandardSave(jax.tree.map(np.asarray, variables)),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=overwrite,
+        )
+    return directory
+
+
+def _is_complete_orbax_step(path: Path) -> bool:
+    return path.is_dir() and (path / "_CHECKPOINT_METADATA").exists()
+
+
+def latest_step_dir(workdir: str | os.PathLike) -> Path | None:
+    """Newest complete step folder under `<workdir>/checkpoints` (None when there is none)."""
+    root = Path(workdir) / CHECKPOINTS_SUBDIR
+    if not root.is_dir():
+        return None
+    steps = [p for p in root.iterdir() if p.name.isdigit() and _is_complete_orbax_step(p)]
+    return max(steps, key=lambda p: int(p.name)) if steps else None
+
+
+def _tree_metadata(item_dir: Path) -> Any:
+    ocp = _ocp()
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        metadata = checkpointer.metadata(item_dir)
+    tree = getattr(metadata, "item_metadata", metadata)
+    return getattr(tree, "tree", tree)
+
+
+def restore_subtree(item_dir: str | os.PathLike, select: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Restores a PyTree item (all of it, or the keys named by `select`) as numpy arrays.
+
+    `select` mirrors the tree: {"params": {"point_encoder": True}} restores only that branch,
+    so evaluating a pretraining checkpoint does not read its optimiser state.
+    """
+    item_dir = Path(item_dir)
+    if not item_dir.is_dir():
+        raise CheckpointError(f"checkpoint item not found: {item_dir}")
+    metadata = _tree_metadata(item_dir)
+
+    def pick(meta, sel, where):
+        if sel is True:
+            return meta
+        out = {}
+        for key, sub in sel.items():
+            if not isinstance(meta, dict) or key not in meta:
+                have = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+                raise CheckpointError(f"{item_dir}: no '{where}{key}' in the checkpoint (has {have})")
+            out[key] = pick(meta[key], sub, f"{where}{key}/")
+        return out
+
+    wanted = metadata if select is None else pick(metadata, select, "")
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), wanted)
+    ocp = _ocp()
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        return checkpointer.restore(
+            item_dir,
+            args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True),
+        )
+
+
+def read_json_item(item_dir: str | os.PathLike) -> Any:
+    ocp = _ocp()
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+        return checkpointer.restore(Path(item_dir), ocp.args.JsonRestore())
+
+
+def _restore_export(path: Path) -> EncoderCheckpoint:
+    meta = read_json_item(path / "meta")
+    if not isinstance(meta, dict) or meta.get("kind") != ENCODER_KIND:
+        raise CheckpointError(f"{path}/meta is not an mmpoint encoder export (kind={meta.get('kind')!r})")
+    variables = restore_subtree(path / "variables")
+    extra = {k: v for k, v in meta.items() if k not in ("kind", "tower", "model", "source")}
+    return EncoderCheckpoint(
+        tower=meta["tower"],
+        model=ml_collections.ConfigDict(meta["model"]),
+        variables=variables,
+        path=str(path),
+        source=meta.get("source", "export"),
+        extra=extra,
+    )
+
+
+def _restore_pretrain_step(path: Path, tower: str) -> EncoderCheckpoint:
+    config = read_json_item(path / "config")
+    subtree = TOWER_SUBTREES[tower]
+    model_key = f"{tower}_encoder"
+    try:
+        model_config = config["model"][model_key]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path}/config has no 'model.{model_key}' section") from None
+    variables = {}
+    for collection in ("params", "batch_stats"):
+        try:
+            variables[collection] = restore_subtree(path / "state", {collection: {subtree: True}})[collection][subtree]
+        except CheckpointError:
+            if collection == "params":
+                raise
+    return EncoderCheckpoint(
+        tower=tower,
+        model=ml_collections.ConfigDict(model_config),
+        variables=variables,
+        path=str(path),
+        source="pretrain",
+        extra={"step": int(path.name) if path.name.isdigit() else None, "run_config": config},
+    )
+
+
+def restore_encoder(path: str | os.PathLike, tower: str = "point") -> EncoderCheckpoint:
+    """Restores one tower from an encoder export, a pretraining step folder, or a workdir."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint path not found: {path}")
+    if (path / "meta").is_dir() and (path / "variables").is_dir():
+        found = _restore_export(path)
+        if found.tower != tower:
+            raise CheckpointError(f"{path} holds the {found.tower} tower, {tower} was asked for")
+        return found
+    if (path / "state").is_dir() and (path / "config").is_dir():
+        if not _is_complete_orbax_step(path):
+            raise CheckpointError(f"{path} is an incomplete checkpoint (no _CHECKPOINT_METADATA)")
+        return _restore_pretrain_step(path, tower)
+    step_dir = latest_step_dir(path)
+    if step_dir is not None:
+        return _restore_pretrain_step(step_dir, tower)
+    raise CheckpointError(
+        f"{path} is neither an encoder export (meta/, variables/), a checkpoint step "
+        f"(state/, config/) nor a workdir with complete checkpoints under {CHECKPOINTS_SUBDIR}/"
+    )
