@@ -2,9 +2,10 @@
 
 Two kinds of checkpoint are read and written:
 
-* **Encoder export** (a folder): items `variables` ({"params", "batch_stats"} of one tower) and
-  `meta` (JSON: `kind` = "mmpoint.encoder", `tower` = "point" | "image", `model` = the tower's
-  config dict that `mmpoint_jax.models` builds it from, `source`). Written by
+* **Encoder export** (a folder): items `variables` ({"params", "batch_stats"} of one tower, plus
+  optionally "heads": {"params", "batch_stats"} of its projection head(s)) and `meta` (JSON:
+  `kind` = "mmpoint.encoder", `tower` = "point" | "image", `model` = the tower's config dict that
+  `mmpoint_jax.models` builds it from, `heads_model` = the heads' config or null, `source`). Written by
   `mmpoint_jax.convert` (PyTorch imports) and by `export_encoder` after pretraining.
 * **Pretraining checkpoints**: `<workdir>/checkpoints/<step>/` with items `state` (the train state
   PyTree: `params`, `batch_stats`, `opt_state`, `step`, ...; the 3D tower under
@@ -43,7 +44,9 @@ class EncoderCheckpoint:
     variables: dict[str, Any]  # {"params": ..., "batch_stats": ...} as numpy arrays
     path: str
     source: str  # "export", "pretrain" or what the export recorded (e.g. "pytorch:crosspoint")
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. converted heads
+    heads: dict[str, Any] | None = None  # {"params", "batch_stats"} of the projection head(s)
+    heads_model: ml_collections.ConfigDict | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _ocp():
@@ -71,10 +74,16 @@ def save_encoder(
     *,
     tower: str = "point",
     source: str = "export",
+    heads: dict[str, Any] | None = None,
+    heads_config: Any = None,
     extra_meta: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Writes an encoder export (Orbax writes to a temporary folder and renames it when complete)."""
+    """Writes an encoder export (Orbax writes to a temporary folder and renames it when complete).
+
+    `variables` = {"params", "batch_stats"} of the tower; `heads` the same for its projection
+    head(s), with `heads_config` describing them (both optional).
+    """
     if tower not in TOWER_SUBTREES:
         raise CheckpointError(f"tower must be one of {sorted(TOWER_SUBTREES)}, got {tower!r}")
     directory = Path(directory).absolute()
@@ -82,10 +91,13 @@ def save_encoder(
         if not overwrite:
             raise CheckpointError(f"{directory} exists; pass overwrite=True to replace it")
     variables = {k: v for k, v in variables.items() if v is not None and len(jax.tree.leaves(v)) > 0}
+    if heads:
+        variables["heads"] = {k: v for k, v in heads.items() if v is not None and len(jax.tree.leaves(v)) > 0}
     meta = {
         "kind": ENCODER_KIND,
         "tower": tower,
         "model": _to_builtin(model_config),
+        "heads_model": _to_builtin(heads_config) if heads else None,
         "source": source,
         **_to_builtin(extra_meta or {}),
     }
@@ -167,13 +179,17 @@ def _restore_export(path: Path) -> EncoderCheckpoint:
     if not isinstance(meta, dict) or meta.get("kind") != ENCODER_KIND:
         raise CheckpointError(f"{path}/meta is not an mmpoint encoder export (kind={meta.get('kind')!r})")
     variables = restore_subtree(path / "variables")
-    extra = {k: v for k, v in meta.items() if k not in ("kind", "tower", "model", "source")}
+    heads = variables.pop("heads", None)
+    extra = {k: v for k, v in meta.items() if k not in ("kind", "tower", "model", "source", "heads_model")}
+    heads_model = meta.get("heads_model")
     return EncoderCheckpoint(
         tower=meta["tower"],
         model=ml_collections.ConfigDict(meta["model"]),
         variables=variables,
         path=str(path),
         source=meta.get("source", "export"),
+        heads=heads,
+        heads_model=ml_collections.ConfigDict(heads_model) if heads_model else None,
         extra=extra,
     )
 
