@@ -240,3 +240,99 @@ def restore_encoder(path: str | os.PathLike, tower: str = "point") -> EncoderChe
         f"{path} is neither an encoder export (meta/, variables/), a checkpoint step "
         f"(state/, config/) nor a workdir with complete checkpoints under {CHECKPOINTS_SUBDIR}/"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Pretraining / fine-tuning runs: CheckpointManager over <workdir>/checkpoints/<step>/.
+
+
+class RunCheckpointer:
+    """Saves and restores a run's train state, data-iterator state and config.
+
+    Saves are asynchronous (the device-to-host copy happens before `save` returns, the write in
+    the background) and atomic: Orbax writes to a temporary folder and renames it when complete,
+    so a run killed at any moment leaves only whole checkpoints. Every process calls every method.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, every_steps: int, max_to_keep: int = 3, use_async: bool = True):
+        ocp = _ocp()
+        self.directory = Path(workdir).absolute() / CHECKPOINTS_SUBDIR
+        self.every_steps = int(every_steps)
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=max(self.every_steps, 1),
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=use_async,
+            create=True,
+            cleanup_tmp_directories=True,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data_iter", "config")
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def should_save(self, step: int) -> bool:
+        return self.every_steps > 0 and self._manager.should_save(step)
+
+    def save(self, step: int, state: Any, data_state: Any, config: Any, force: bool = False) -> bool:
+        ocp = _ocp()
+        return self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data_iter=ocp.args.JsonSave(_to_builtin(data_state)),
+                config=ocp.args.JsonSave(_to_builtin(config)),
+            ),
+            force=force,
+        )
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
+        """Restores step `step` into the shapes and shardings of `abstract_state`."""
+        ocp = _ocp()
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state),
+                data_iter=ocp.args.JsonRestore(),
+            ),
+        )
+        return restored["state"], restored["data_iter"]
+
+    def wait_until_finished(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def load_init_variables(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """Variables to warm-start a joint model from, in the joint model's naming, and a description.
+
+    A pretraining checkpoint (step folder or workdir) gives its whole `params` and `batch_stats`;
+    an encoder export gives its tower under `point_encoder` or `image_encoder` (its projection
+    heads, whose layout depends on the joint model's head config, are not used).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"init_from path not found: {path}")
+    if (path / "meta").is_dir() and (path / "variables").is_dir():
+        export = _restore_export(path)
+        subtree = TOWER_SUBTREES[export.tower]
+        variables = {k: {subtree: v} for k, v in export.variables.items()}
+        return variables, f"{export.tower} encoder export {path} ({export.source})"
+    step_dir = path if (path / "state").is_dir() else latest_step_dir(path)
+    if step_dir is None:
+        raise CheckpointError(f"init_from {path}: no encoder export or complete checkpoint found")
+    variables = {}
+    for collection in ("params", "batch_stats"):
+        try:
+            variables[collection] = restore_subtree(step_dir / "state", {collection: True})[collection]
+        except CheckpointError:
+            if collection == "params":
+                raise
+    return variables, f"checkpoint {step_dir}"

@@ -1,0 +1,381 @@
+"""MM-Point / CrossPoint pretraining: one function, in the order it runs (STYLE.md).
+
+logging -> mesh -> data -> model and optimiser shapes -> shardings and step -> restore ->
+evaluators -> loop. Every process runs all of it (all collectives, saves and restores); only
+logging is gated on process 0. Each section opens with a progress note so a hang on a pod is
+easy to place.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mmpoint_jax import config_lib, losses, run_log
+from mmpoint_jax.train import checkpointing, optim, parallel
+from mmpoint_jax.train import state as state_lib
+
+MODES = ("mmpoint", "crosspoint")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or Inf; the message names the step and the term."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks values whose errors would otherwise surface deep inside jit."""
+    config_lib.check_choice(config, "model.mode", MODES)
+    config_lib.check_positive(config, "train.batch_size")
+    config_lib.check_positive(config, "model.num_views")
+    config_lib.check_positive(config, "data.num_points")
+    config_lib.check_positive(config, "loss.tau")
+    if config.model.mode == "crosspoint" and config.model.num_views != 1:
+        raise config_lib.ConfigError(
+            f"config field 'model.num_views' = {config.model.num_views}; crosspoint mode uses 1 view"
+        )
+    if not config.data.records:
+        raise config_lib.ConfigError("config field 'data.records' is empty: point it at a render-stage output folder")
+
+
+# ---------------------------------------------------------------------------------------------
+# The train step.
+
+
+def _per_example_keys(rng: jax.Array, step: jax.Array, index: jax.Array) -> jax.Array:
+    """Keys from (root, step, global example index): independent of how many hosts read the batch."""
+    root = jax.random.wrap_key_data(rng)
+    at_step = jax.random.fold_in(root, step)
+    return jax.vmap(lambda i: jax.random.fold_in(at_step, i))(index.astype(jnp.uint32))
+
+
+def _augment_batch(batch: dict[str, jax.Array], keys: jax.Array, config: ml_collections.ConfigDict):
+    from mmpoint_jax.augment import images as image_aug
+    from mmpoint_jax.augment import points as point_aug
+
+    split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)  # [B, 3] keys
+    points1 = point_aug.augment_points(batch["points"], split[:, 0], config.augment.points)
+    points2 = point_aug.augment_points(batch["points"], split[:, 1], config.augment.points)
+    views = image_aug.augment_views(batch["views"], split[:, 2], config.augment.images, config.model.image_size)
+    return points1, points2, views
+
+
+def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict, loss_names: list[str]):
+    """The pure step: augment on device, forward both towers, loss, update; skips a non-finite update."""
+
+    def loss_fn(params, batch_stats, points1, points2, views):
+        outputs, mutated = model.apply(
+            {"params": params, "batch_stats": batch_stats}, points1, points2, views,
+            train=True, mutable=["batch_stats"],
+        )
+        loss, metrics = losses.total_loss(outputs, config.loss)
+        return loss, (metrics, mutated["batch_stats"])
+
+    def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
+        keys = _per_example_keys(state.rng, state.step, batch["index"])
+        points1, points2, views = _augment_batch(batch, keys, config)
+        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.batch_stats, points1, points2, views
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+
+        bad_terms = state_lib.finite_bitmask(metrics, loss_names)
+        bad_terms = bad_terms | jnp.where(jnp.isfinite(grad_norm), 0, 1 << len(loss_names))
+        ok = (bad_terms == 0) & (state.nonfinite_step < 0)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+        first_bad = (bad_terms != 0) & (state.nonfinite_step < 0)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            batch_stats=keep(batch_stats, state.batch_stats),
+            opt_state=keep(opt_state, state.opt_state),
+            nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
+            nonfinite_terms=jnp.where(first_bad, bad_terms, state.nonfinite_terms),
+        )
+        metrics = dict(metrics)
+        metrics["train/grad_norm"] = grad_norm
+        metrics["train/lr"] = schedule(state.step)
+        return new_state, metrics
+
+    return train_step
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers of the loop.
+
+
+class _PreemptionNotice:
+    """Turns SIGTERM into a flag read at the next step boundary (save, then exit cleanly)."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. called from a worker thread): no handler
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.received = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
+
+
+def _check_finite(state: state_lib.TrainState, loss_names: list[str]) -> None:
+    bad_step = int(jax.device_get(state.nonfinite_step))
+    if bad_step >= 0:
+        terms = state_lib.decode_bitmask(int(jax.device_get(state.nonfinite_terms)), loss_names + ["grad_norm"])
+        raise NonFiniteLossError(
+            f"non-finite loss at step {bad_step} in {', '.join(terms)}; the run stopped and the last "
+            f"checkpoint (before step {bad_step}) is kept"
+        )
+
+
+def _mean_metrics(pending: list[dict[str, Any]]) -> dict[str, float]:
+    fetched = jax.device_get(pending)
+    return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
+
+
+def _loss_term_names(model, variables, config, sample) -> list[str]:
+    """The sorted loss-metric names the step returns (decides the non-finite bitmask layout)."""
+    points = sample["points"][:2]
+    views = sample["views"][:2]
+
+    def names(variables, points, views):
+        outputs = model.apply(variables, points, points, views, train=False)
+        return losses.total_loss(outputs, config.loss)[1]
+
+    shapes = jax.eval_shape(names, variables, points, views)
+    return sorted(shapes)
+
+
+def _abstract_batch(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    size = config.data.image_size
+    return {
+        "points": jax.ShapeDtypeStruct((batch_size, config.data.num_points, 3), jnp.float32),
+        "views": jax.ShapeDtypeStruct((batch_size, config.model.num_views, size, size, 3), jnp.uint8),
+        "index": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+    }
+
+
+def _model_input_views(config, batch_size):
+    size = config.model.image_size
+    return jnp.zeros((batch_size, config.model.num_views, size, size, 3), jnp.float32)
+
+
+def _merge_init(fresh: dict, loaded: dict, where: str = "") -> tuple[dict, list[str]]:
+    """Replaces the leaves of `fresh` found in `loaded` (same path, same shape)."""
+    used = []
+    out = dict(fresh)
+    for key, value in loaded.items():
+        path = f"{where}/{key}" if where else key
+        if key not in fresh:
+            continue
+        if isinstance(value, dict) and isinstance(fresh[key], dict):
+            out[key], sub = _merge_init(fresh[key], value, path)
+            used += sub
+        elif np.shape(value) == np.shape(fresh[key]):
+            out[key] = jnp.asarray(value, dtype=jnp.asarray(fresh[key]).dtype)
+            used.append(path)
+        else:
+            raise checkpointing.CheckpointError(
+                f"init_from: '{path}' has shape {np.shape(value)}, the model expects {np.shape(fresh[key])}"
+            )
+    return out, used
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Pretrains until `train.num_steps` (or `num_epochs`), resuming from `workdir` if possible."""
+    from mmpoint_jax.data import pipeline as pipeline_lib
+    from mmpoint_jax.models import MMPoint
+
+    # --- logging ------------------------------------------------------------------------------
+    validate_config(config)
+    workdir = str(Path(workdir).absolute())
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    run_log.log(f"pretrain [{config.model.mode}] in {workdir} on {jax.process_count()} process(es)")
+    run_log.write_config(workdir, config)
+    metrics_writer = run_log.MetricsWriter(workdir)
+
+    # --- mesh ---------------------------------------------------------------------------------
+    run_log.log("mesh")
+    mesh = parallel.make_mesh(config.mesh.num_devices)
+    global_batch_size = config.train.batch_size
+    parallel.local_batch_size(global_batch_size, mesh)  # raises when it does not split
+
+    # --- data ---------------------------------------------------------------------------------
+    run_log.log(f"data from {config.data.records}")
+    data = pipeline_lib.PretrainPipeline(
+        config.data.records,
+        config.data.split,
+        global_batch_size=global_batch_size,
+        num_views=config.model.num_views,
+        image_size=config.data.image_size,
+        num_points=config.data.num_points,
+        seed=config.seed,
+        view_selection=config.data.view_selection,
+        num_workers=config.data.num_workers,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        skip_bad_records=config.data.skip_bad_records,
+    )
+    total_steps = config_lib.duration_steps(config.train, "num", data.steps_per_epoch, where="train")
+    if total_steps is None:
+        raise config_lib.ConfigError("set 'train.num_steps' or 'train.num_epochs'")
+    log_every = max(1, int(config.train.log_every_steps))
+
+    # --- model and optimiser shapes -----------------------------------------------------------
+    run_log.log("model and optimiser shapes")
+    model = MMPoint(config.model)
+    tx, schedule = optim.make_optimizer(config.optim, config.schedule, total_steps)
+    init_batch = 2
+
+    def create_state(key):
+        variables = model.init(
+            key,
+            jnp.zeros((init_batch, config.data.num_points, 3), jnp.float32),
+            jnp.zeros((init_batch, config.data.num_points, 3), jnp.float32),
+            _model_input_views(config, init_batch),
+            train=False,
+        )
+        params = variables["params"]
+        return state_lib.create(params, variables.get("batch_stats", {}), tx.init(params), config.seed)
+
+    init_key = jax.random.key(config.seed)
+    abstract_state = jax.eval_shape(create_state, init_key)
+    sample = {"points": jnp.zeros((2, config.data.num_points, 3)), "views": _model_input_views(config, 2)}
+    loss_names = _loss_term_names(
+        model, {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats}, config, sample
+    )
+
+    # --- shardings and step -------------------------------------------------------------------
+    run_log.log("shardings and compile")
+    state_sharding = jax.tree.map(lambda _: parallel.replicated(mesh), abstract_state)
+    batch_sharding = {k: parallel.batch_sharded(mesh) for k in ("points", "views", "index")}
+    step_fn = make_train_step(model, tx, schedule, config, loss_names)
+    traces = {"count": 0}
+
+    def counted_step(state, batch):
+        traces["count"] += 1  # runs only while tracing: counts compilations of the step
+        return step_fn(state, batch)
+
+    train_step = jax.jit(
+        counted_step,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, parallel.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    abstract_state = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sharding
+    )
+
+    # --- restore ------------------------------------------------------------------------------
+    ckpt = checkpointing.RunCheckpointer(
+        workdir, config.ckpt.every_steps, config.ckpt.max_to_keep, use_async=config.ckpt.use_async
+    )
+    latest = ckpt.latest_step()
+    if latest is not None:
+        run_log.log(f"restore: resuming from step {latest}")
+        state, data_state = ckpt.restore(latest, abstract_state)
+        data.set_state(data_state)
+    else:
+        state = jax.jit(create_state, out_shardings=state_sharding)(init_key)
+        if config.init_from:
+            loaded, description = checkpointing.load_init_variables(config.init_from)
+            params, used_p = _merge_init(jax.device_get(state.params), loaded.get("params", {}))
+            stats, used_s = _merge_init(jax.device_get(state.batch_stats), loaded.get("batch_stats", {}))
+            run_log.log(f"restore: warm start from {description}: {len(used_p)} params, {len(used_s)} stats")
+            state = jax.device_put(
+                state.replace(params=params, batch_stats=stats, opt_state=tx.init(params)), state_sharding
+            )
+        else:
+            run_log.log("restore: none, starting from scratch")
+    start_step = int(jax.device_get(state.step))
+
+    # --- evaluators ---------------------------------------------------------------------------
+    evaluator = _make_svm_evaluator(config, model) if config.evals.svm.every_steps else None
+
+    # --- loop ---------------------------------------------------------------------------------
+    run_log.log(f"loop: steps {start_step} -> {total_steps}")
+    summary: dict[str, Any] = {"start_step": start_step, "total_steps": total_steps, "stopped": "completed"}
+    pending: list[dict[str, Any]] = []
+    data_iter = iter(data)
+    bar = run_log.progress(total=total_steps, initial=start_step, desc="pretrain", unit="step")
+    window_start, window_steps = time.perf_counter(), 0
+    with _PreemptionNotice() as preemption:
+        step = start_step
+        for step in range(start_step, total_steps):
+            local = next(data_iter)
+            batch = parallel.global_batch({k: local[k] for k in ("points", "views", "index")}, mesh)
+            state, metrics = train_step(state, batch)
+            pending.append(metrics)
+            window_steps += 1
+            bar.update(1)
+            done = step + 1
+
+            if done % log_every == 0 or done == total_steps:
+                _check_finite(state, loss_names)
+                row = _mean_metrics(pending)
+                elapsed = time.perf_counter() - window_start
+                row["train/steps_per_s"] = window_steps / elapsed
+                row["train/objects_per_s"] = window_steps * global_batch_size / elapsed
+                metrics_writer.write(done, row)
+                bar.set_postfix(loss=f"{row['loss/total']:.4f}")
+                pending, window_start, window_steps = [], time.perf_counter(), 0
+            if evaluator is not None and (done % config.evals.svm.every_steps == 0 or done == total_steps):
+                metrics_writer.write(done, evaluator(state))
+            if ckpt.should_save(done) or done == total_steps:
+                _check_finite(state, loss_names)
+                ckpt.save(done, state, data.get_state(), run_log.config_to_dict(config), force=True)
+            if parallel.all_processes_agree(preemption.received):
+                run_log.log(f"preemption notice: saving step {done} and stopping")
+                _check_finite(state, loss_names)
+                ckpt.save(done, state, data.get_state(), run_log.config_to_dict(config), force=True)
+                summary["stopped"] = "preempted"
+                break
+    bar.close()
+    ckpt.close()
+    summary.update(final_step=int(jax.device_get(state.step)), compilations=traces["count"])
+    run_log.log(f"done: {summary}")
+    return summary
+
+
+def _make_svm_evaluator(config: ml_collections.ConfigDict, model):
+    """Linear SVM on a labelled render-stage set with the current point encoder (all processes)."""
+    from mmpoint_jax import features
+    from mmpoint_jax.data import pipeline as pipeline_lib
+    from mmpoint_jax.evaluate import svm
+
+    cfg = config.evals.svm
+    train_points, train_labels, _ = pipeline_lib.load_labelled_points(cfg.records, cfg.train_split, cfg.num_points)
+    test_points, test_labels, _ = pipeline_lib.load_labelled_points(cfg.records, cfg.test_split, cfg.num_points)
+
+    def evaluate(state) -> dict[str, float]:
+        params = jax.device_get(state.params)["point_encoder"]
+        stats = jax.device_get(state.batch_stats).get("point_encoder", {})
+        variables = {"params": params, "batch_stats": stats}
+        extract = functools.partial(features.extract_features, config.model.point_encoder, variables, batch_size=cfg.batch_size)
+        result = svm.linear_svm_eval(extract(train_points), train_labels, extract(test_points), test_labels, C=cfg.C)
+        return {"eval/svm/accuracy": result["accuracy"], "eval/svm/mean_class_accuracy": result["mean_class_accuracy"]}
+
+    return evaluate
