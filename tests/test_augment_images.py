@@ -70,13 +70,13 @@ def test_each_level_contains_the_one_below():
     assert all(levels[j] < levels[j + 1] for j in range(len(levels) - 1))
     # Level j+1 with the transforms it adds neutralised gives level j's output for the same key:
     # the added transforms do not change the draws of the others.
-    cfg.normalise = False
+    cfg.update(normalise=False, hue=0.0)  # hue has its own test; it is slow to compile
     neutral = _neutral(aug.default_image_aug_config())
     image, key = _views(1, 1)[0, 0], jax.random.PRNGKey(3)
     for level in range(len(levels) - 1):
         added = levels[level + 1] - levels[level]
         upper = aug.default_image_aug_config()
-        upper.normalise = False
+        upper.update(normalise=False, hue=0.0)
         for name in added:
             for field in _FIELDS[name]:
                 upper[field] = neutral[field]
@@ -117,14 +117,18 @@ def test_crop_and_resize_of_an_unscaled_box_is_a_slice():
 def test_random_resized_crop_boxes_fit_and_fall_back_to_the_centre():
     draws = jax.random.uniform(jax.random.PRNGKey(0), (64, aug.CROP_DRAWS))
     boxes = np.asarray(
-        jax.vmap(lambda u: aug.random_resized_crop_box(u, 32, 40, (0.2, 1.0), (0.75, 4 / 3)))(draws)
+        jax.jit(
+            jax.vmap(lambda u: aug.random_resized_crop_box(u, 32, 40, (0.2, 1.0), (0.75, 4 / 3)))
+        )(draws)
     )
     top, left, h, w = boxes.T
     assert np.all((top >= 0) & (left >= 0) & (top + h <= 32) & (left + w <= 40))
     area = h * w / (32 * 40)
     assert area.min() >= 0.15 and area.max() <= 1.0 and len(set(map(tuple, boxes))) > 32
     # no candidate can fit (area > image): torchvision's centre crop with the ratio clamped
-    box = aug.random_resized_crop_box(draws[0], 32, 64, (2.0, 3.0), (0.75, 4 / 3))
+    box = jax.jit(lambda u: aug.random_resized_crop_box(u, 32, 64, (2.0, 3.0), (0.75, 4 / 3)))(
+        draws[0]
+    )
     np.testing.assert_array_equal(box, [0, (64 - 43) // 2, 32, 43])
 
 
@@ -187,3 +191,16 @@ def test_crosspoint_preset_is_flip_and_jitter_without_hue():
     cfg = aug.crosspoint_image_aug_config()
     assert aug.ladder_levels(cfg) == (frozenset({"flip", "color_jitter"}),)
     assert cfg.hue == 0.0 and cfg.color_jitter_prob == 1.0
+
+
+def test_colour_jitter_applies_its_operations_in_the_drawn_order():
+    cfg = aug.default_image_aug_config()
+    image = np.random.default_rng(1).uniform(size=(8, 8, 3)).astype(np.float32)
+    draws = jnp.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.1, 0.8, 0.2])
+    out = jax.jit(lambda x, u: aug.color_jitter(x, u, cfg))(image, draws)
+    # factors 0.6 + 0.8u, hue shift 0.1(2u - 1); order argsort(0.3, 0.1, 0.8, 0.2) = 1, 3, 0, 2
+    expected = aug.adjust_contrast(image, 0.6 + 0.8 * 0.9)
+    expected = aug.adjust_hue(expected, 0.1 * (2 * 0.7 - 1))
+    expected = aug.adjust_brightness(expected, 0.6 + 0.8 * 0.1)
+    expected = aug.adjust_saturation(expected, 0.6 + 0.8 * 0.5)
+    np.testing.assert_allclose(out, expected, atol=1e-5)

@@ -43,6 +43,7 @@ _DRAW_SLOTS = (
     ("grayscale", 1),
     ("blur", 2),
 )
+_NUM_DRAWS = sum(n for _, n in _DRAW_SLOTS)
 
 
 def default_image_aug_config() -> ml_collections.ConfigDict:
@@ -80,18 +81,6 @@ def crosspoint_image_aug_config() -> ml_collections.ConfigDict:
 
 # ----------------------------------------------------------------------------------------------
 # Ladder
-
-
-_NUM_DRAWS = sum(n for _, n in _DRAW_SLOTS)
-
-
-def _split_draws(uniforms: jax.Array) -> dict[str, jax.Array]:
-    """[_NUM_DRAWS] -> {transform: its slice}."""
-    out, start = {}, 0
-    for name, count in _DRAW_SLOTS:
-        out[name] = uniforms[start : start + count]
-        start += count
-    return out
 
 
 def ladder_levels(cfg: ml_collections.ConfigDict) -> tuple[frozenset[str], ...]:
@@ -263,9 +252,11 @@ def color_jitter(
             image = op(image)
         return image
     order = jnp.argsort(uniforms[4 : 4 + len(ops)])  # a uniformly random permutation
-    for slot in range(len(ops)):
-        image = jax.lax.switch(order[slot], ops, image)
-    return image
+    # A loop keeps one copy of each operation in the program (an unrolled loop of switches would
+    # hold len(ops)^2 of them, and under vmap a switch evaluates every branch anyway).
+    return jax.lax.fori_loop(
+        0, len(ops), lambda slot, x: jax.lax.switch(order[slot], ops, x), image
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,6 +295,15 @@ def gaussian_blur(image: jax.Array, sigma: jax.Array, kernel_size: int) -> jax.A
 
 # ----------------------------------------------------------------------------------------------
 # One view, a batch of views
+
+
+def _split_draws(uniforms: jax.Array) -> dict[str, jax.Array]:
+    """[_NUM_DRAWS] -> {transform: its slice}."""
+    out, start = {}, 0
+    for name, count in _DRAW_SLOTS:
+        out[name] = uniforms[start : start + count]
+        start += count
+    return out
 
 
 def augment_view(
