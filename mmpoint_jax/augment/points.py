@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+# The config switches, in the order the chain applies them.
 STEPS = ("normalise", "scale", "rotate", "translate", "jitter", "dropout")
 _EPS = 1e-12
 
@@ -112,5 +113,5 @@ def augment_point_cloud(
 
 
 def augment_points(points: jax.Array, keys: jax.Array, cfg: ml_collections.ConfigDict) -> jax.Array:
-    """A batch [B, N, 3] with one key per example [B, 2] -> augmented [B, N, 3]."""
+    """A batch [B, N, 3] with one key per example (raw [B, 2] or typed [B]) -> [B, N, 3]."""
     return jax.vmap(functools.partial(augment_point_cloud, cfg=cfg))(points, keys)
