@@ -98,6 +98,7 @@ def test_points_resampled_and_views_resized_deterministically(records_dir):
         Image.fromarray(stored["views"][1]).resize((16, 16), Image.Resampling.BILINEAR)
     )
     np.testing.assert_array_equal(batch["views"][0, 1], expected)
+    assert pipeline.resize_views(np.zeros((0, 0, 0, 3), np.uint8), (16, 16)).shape == (0, 16, 16, 3)
 
 
 def test_epochs_cover_each_record_once_and_reshuffle(records_dir):

@@ -194,6 +194,8 @@ def resize_views(views: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """uint8 [V, H, W, 3] -> uint8 [V, h, w, 3] (bilinear with antialiasing; no-op if equal)."""
     if tuple(views.shape[1:3]) == tuple(image_size):
         return views
+    if views.shape[0] == 0:  # points-only records (num_views=0)
+        return np.zeros((0, *image_size, 3), np.uint8)
     from PIL import Image
 
     height, width = image_size
