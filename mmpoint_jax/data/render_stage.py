@@ -366,13 +366,13 @@ def render_shard(task: ShardTask) -> dict[str, Any]:
     def generate() -> Iterator[bytes]:
         for spec in task.objects:
             _report("start", task.file, spec.object_id)
-            if spec.object_id == os.environ.get(CRASH_ON_ENV):
-                os._exit(70)
             try:
                 if spec.object_id in task.crashed:
                     raise meshes.MeshError(
                         "crash", "a worker process died twice while rendering this object"
                     )
+                if spec.object_id == os.environ.get(CRASH_ON_ENV):
+                    os._exit(70)
                 data = build_record(spec, task.settings)
             except Exception as e:  # noqa: BLE001 - any bad object is skipped and listed, never fatal
                 skipped.append(
@@ -548,6 +548,8 @@ def _run_in_pool(tasks: list[ShardTask], workers: int, progress: _Progress) -> l
     pending = {task.file: task for task in tasks}
     crash_counts: collections.Counter[str] = collections.Counter()
     states = []
+    # Each death marks an object; past this many, something other than objects is failing.
+    max_deaths, deaths = 2 * len(tasks) + 2, 0
     old_env = _single_threaded_env()
     try:
         while pending:
@@ -578,6 +580,11 @@ def _run_in_pool(tasks: list[ShardTask], workers: int, progress: _Progress) -> l
                         raise RenderError(
                             "a render worker died outside any object (see its error above; a "
                             "script calling run() needs an `if __name__ == '__main__':` guard)"
+                        ) from None
+                    deaths += 1
+                    if deaths > max_deaths:
+                        raise RenderError(
+                            f"render workers died {deaths} times; giving up"
                         ) from None
                     crash_counts.update(suspects)
                     progress.current.clear()
