@@ -220,10 +220,14 @@ def sample_uniform(
 
 def farthest_point_indices(points: np.ndarray, count: int) -> np.ndarray:
     """Greedy farthest-point order from point 0: `count` indices, each farthest from the rest."""
+    points = np.asarray(points, np.float64)
+    squared_norms = np.einsum("nc,nc->n", points, points)  # [N]
     chosen = np.zeros(count, np.int64)
     nearest = np.full(len(points), np.inf)
     for i in range(1, count):
-        nearest = np.minimum(nearest, np.sum((points - points[chosen[i - 1]]) ** 2, axis=1))
+        last = points[chosen[i - 1]]
+        # |p - q|^2 = |p|^2 - 2 p.q + |q|^2: one matrix-vector product per step.
+        np.minimum(nearest, squared_norms - 2.0 * (points @ last) + last @ last, out=nearest)
         chosen[i] = int(np.argmax(nearest))
     return chosen
 

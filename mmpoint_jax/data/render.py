@@ -260,7 +260,12 @@ def render_views(
         scene = make_scene(mesh)
     rays = camera_rays(intrinsics, extrinsics, image_size, image_size)
     faces = cast_primitive_ids(scene, rays)  # [V, H, W] uint32
-    table = face_colours(mesh, extrinsics, shading)  # [V, 1 + F, 3]
+    return colour_hits(faces, face_colours(mesh, extrinsics, shading))
+
+
+def colour_hits(faces: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Images from hit faces [V, H, W] (uint32, INVALID_ID on a miss) and the face colour table
+    [V, 1 + F, 3] of `face_colours`: uint8 [V, H, W, 3]."""
     images = np.empty(faces.shape + (3,), np.uint8)
     for v in range(len(faces)):
         # A miss is INVALID_ID = 2**32 - 1, which + 1 wraps to 0: the background row.
