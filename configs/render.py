@@ -57,7 +57,7 @@ def get_config(arg=None):
     config.alpha = "composite"  # CrossPoint import: composite RGBA onto white | drop alpha
     config.import_image_size = 137  # CrossPoint import: R2N2's own size keeps views unresampled
 
-    config.max_objects = 0  # > 0 keeps only the first objects of each split (by id), for tries
+    config.max_objects = 0  # > 0 keeps that many objects per split (a stable mixed subset)
     config.preview = 0  # > 0 writes <output>/preview.png with the views of that many objects
     config.overwrite = False  # replace an output folder that holds another config's render
 

@@ -238,8 +238,10 @@ def plan_shards(
         by_split[spec.split].append(spec)
     plan = {}
     for split in sorted(by_split):
-        specs = by_split[split][:max_objects] if max_objects > 0 else by_split[split]
-        specs = sorted(specs, key=lambda s: (_hash_unit(f"order:{s.object_id}"), s.object_id))
+        specs = sorted(
+            by_split[split], key=lambda s: (_hash_unit(f"order:{s.object_id}"), s.object_id)
+        )
+        specs = specs[:max_objects] if max_objects > 0 else specs  # a stable, mixed subset
         count = max(1, math.ceil(len(specs) / objects_per_shard))
         plan[split] = [
             (
@@ -481,7 +483,7 @@ def claim_output(output_dir: Path, digest: str, overwrite: bool) -> None:
 def finished_state(
     output_dir: Path, file: str, digest: str, specs: Sequence[ObjectSpec]
 ) -> dict | None:
-    """The state of a shard already complete for this plan, else None."""
+    """The state of a shard already complete for this plan, else None (the shard is redone)."""
     state_path = output_dir / STATE_DIR / f"{file}.json"
     if not (output_dir / file).exists() or not state_path.exists():
         return None
@@ -491,7 +493,24 @@ def finished_state(
         return None
     planned = {s.object_id for s in specs}
     seen = set(state.get("object_ids", [])) | {s["object_id"] for s in state.get("skipped", [])}
-    return state if state.get("fingerprint") == digest and seen == planned else None
+    if state.get("fingerprint") != digest or seen != planned:
+        return None
+    # A shard damaged after it was finished (truncated, replaced) is redone too.
+    return state if count_records(output_dir / file) == state.get("num_records") else None
+
+
+def count_records(path: Path) -> int | None:
+    """Records in an ArrayRecord file (from its footer), None when unreadable."""
+    from array_record.python import array_record_module
+
+    try:
+        reader = array_record_module.ArrayRecordReader(str(path))
+        try:
+            return int(reader.num_records())
+        finally:
+            reader.close()
+    except Exception:  # noqa: BLE001 - a torn file raises from the native reader (or its close)
+        return None
 
 
 class _Progress:

@@ -553,5 +553,8 @@ def read_taxonomy_names(root: str | os.PathLike) -> dict[str, str]:
     path = Path(root) / TAXONOMY
     if not path.exists():
         return {}
-    entries = json.loads(path.read_text(encoding="utf-8"))
-    return {e["synsetId"]: str(e["name"]).split(",")[0] for e in entries if "synsetId" in e}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        return {e["synsetId"]: str(e["name"]).split(",")[0] for e in entries if "synsetId" in e}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}  # an unexpected taxonomy only costs readable names; folders still label
