@@ -139,13 +139,16 @@ def _edge_moments(x, idx, p, q, w_neighbour):
     count = batch * num_points * k
     p32, q32 = p.astype(jnp.float32), q.astype(jnp.float32)
     degree = jax.lax.stop_gradient(in_degree(idx, num_points))  # [B, N]
-    mean_p = jnp.einsum("bn,bnf->f", degree, p32) / count  # [F] mean over edges of p_j
+    # sums over the batch axis are written as reductions, not einsum contractions: under an
+    # Explicit-axis mesh a contraction over the sharded batch axis has an ambiguous output sharding
+    weights = degree[:, :, None]  # [B, N, 1]
+    mean_p = jnp.sum(weights * p32, axis=(0, 1)) / count  # [F] mean over edges of p_j
     mean_q = jnp.mean(q32, axis=(0, 1))  # [F]
     p_c, q_c = p32 - mean_p, q32 - mean_q  # [B, N, F]
     neighbour_sum = jnp.sum(gather_neighbours(x.astype(jnp.float32), idx), axis=2)  # [B, N, C]
     s_c = neighbour_sum @ w_neighbour - k * mean_p  # [B, N, F] = sum_k p'_j
     second_moment = (
-        jnp.einsum("bn,bnf->f", degree, jnp.square(p_c))
+        jnp.sum(weights * jnp.square(p_c), axis=(0, 1))
         + 2.0 * jnp.sum(q_c * s_c, axis=(0, 1))
         + k * jnp.sum(jnp.square(q_c), axis=(0, 1))
     )
