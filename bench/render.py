@@ -1,7 +1,7 @@
 """Render-stage speed: raw ray casting, one worker's whole per-object pipeline, and the job.
 
   python bench/render.py                      # 224 and 128 px, 24 views, 1 and 2 workers
-  python bench/render.py --objects=12 --sizes=128 --workers=1
+  python bench/render.py --objects=12 --stage-objects=24 --sizes=128 --workers=1
 
 Rows (JSON, one per line, see bench/common.py):
 * `raycast`: open3d ray casting alone, one thread, views/s (rays prepared beforehand).
@@ -9,7 +9,8 @@ Rows (JSON, one per line, see bench/common.py):
   normalise, sample points, cameras, rays, cast, shade, PNG, encode), views/s, with each
   phase's share of the time and `kept_of_raycast` = this rate / the raw ray-casting rate.
 * `stage`: `render_stage.run` end to end (spawned workers, shards written), objects/s per worker
-  count; `speedup` is relative to the first worker count.
+  count; `speedup` is relative to the first worker count. Starting a worker (spawn, imports)
+  takes about a second, which a run of a few dozen objects does not amortise.
 Every row carries the 1-minute load average: on a shared machine, numbers taken above ~1.5
 are noisy.
 """
@@ -120,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--objects", type=int, default=24)
+    parser.add_argument("--objects", type=int, default=24, help="for the per-object rows")
+    parser.add_argument("--stage-objects", type=int, default=48, help="for the stage rows")
     parser.add_argument("--views", type=int, default=24)
     parser.add_argument("--points", type=int, default=2048)
     parser.add_argument("--sizes", default="224,128")
@@ -131,9 +133,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         work_root = Path(work)
-        paths = _objects(work_root / "shapes", args.objects)
+        stage_paths = _objects(work_root / "shapes", max(args.objects, args.stage_objects))
+        paths = stage_paths[: args.objects]
         stage_input = work_root / "stage_input"
-        for path in paths:  # the same objects, as their own ShapeNet-layout folder
+        for path in stage_paths[: args.stage_objects]:  # as their own ShapeNet-layout folder
             target = stage_input / path.relative_to(work_root / "shapes")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)

@@ -283,3 +283,12 @@ def test_config_file_accepts_its_args():
         config_lib.load_config("configs/render.py:vews=3")
     manifest_config = json.loads(json.dumps(config_lib.load_config("configs/render.py").to_dict()))
     assert manifest_config["camera_preset"] == "r2n2"
+
+
+def test_the_stage_imports_without_open3d(repo_root):
+    # Grain workers and the training path import mmpoint_jax.data; open3d must stay lazy.
+    code = (
+        "import sys; import mmpoint_jax.data.render_stage, mmpoint_jax.data.synthetic; "
+        "sys.exit(int('open3d' in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=repo_root, timeout=60).returncode == 0

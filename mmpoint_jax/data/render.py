@@ -8,12 +8,14 @@ The world is +Y up, as in ShapeNet and ModelNet. A world point X appears at pixe
 
 Presets (`PRESETS`):
 * `r2n2` mimics the 3D-R2N2 renders (ShapeNetRendering) used by CrossPoint and MM-Point:
-  azimuth U[0, 360), elevation U[25, 30) degrees, distance 1.75 x U[0.65, 0.95). Two facts of the
-  public R2N2 Blender script (`setViewpoint`) set the scale: (1) the `25` written as field of view
-  in `rendering_metadata.txt` is never applied; the camera keeps Blender's default 35 mm lens on a
-  32 mm sensor, a 49.1 degree field of view; (2) ShapeNetCore v1 meshes have a unit bounding-box
-  diagonal (radius <= 0.5), whereas ours are scaled into the unit sphere (radius 1), so distances
-  are doubled. The object then fills the frame as in the R2N2 images.
+  azimuth U[0, 360), elevation U[25, 30) degrees, distance 1.75 x U[0.65, 0.95). Two facts set
+  the scale: (1) in 3D-R2N2's Blender renderer (`setViewpoint`, read in several public copies)
+  the `25` written as field of view to `rendering_metadata.txt` is never applied; the camera keeps
+  Blender's default 35 mm lens on a 32 mm sensor, a 49.1 degree field of view; (2) ShapeNetCore
+  meshes are normalised to a unit bounding-box diagonal (radius <= 0.5; documented for v2 and
+  believed for v1), whereas ours fill the unit sphere (radius 1), so distances are doubled. The
+  object then fills the frame as in the R2N2 images. `fov_deg=25` in the config gives the
+  literal reading instead (a tight crop).
 * `sphere`: viewing directions uniform over the sphere, distance 2.8 (the R2N2 mean), same lens.
 
 Shading is Lambertian with an ambient term under one directional light fixed in the camera frame
