@@ -47,6 +47,7 @@ def test_manifest_and_records_describe_every_object(shapes, reference):
     assert summary["written"] == len(written) and summary["skipped"] == 0
     assert manifest["record_schema"] == {"schema": records.SCHEMA, "version": records.VERSION}
     assert manifest["class_names"] == list(synthetic.CATEGORIES)
+    assert manifest["class_folders"] == [synthetic.synset_of(c) for c in synthetic.CATEGORIES]
     assert (manifest["views"], manifest["image_size"], manifest["points"]) == (2, 32, 64)
     assert manifest["config"]["views"] == 2 and manifest["input_format"] == "shapenet"
     train = manifest["splits"]["train"]
@@ -227,10 +228,10 @@ def test_split_fraction_holds_out_a_stable_share(tmp_path):
     config = _config(
         root, tmp_path / "out", views=0, points=8, split_fraction=0.25, objects_per_shard=100
     )
-    _, objects, _, _ = render_stage.discover(config)
+    _, objects, *_ = render_stage.discover(config)
     held_out = {o.object_id for o in objects if o.split == "test"}
     assert 4 <= len(held_out) <= 18
-    _, again, _, _ = render_stage.discover(config)
+    _, again, *_ = render_stage.discover(config)
     assert {o.object_id for o in again if o.split == "test"} == held_out
 
 
@@ -255,7 +256,7 @@ def test_bad_paths_and_foreign_outputs_fail_before_any_work(shapes, tmp_path):
 
 
 def test_a_worker_crash_skips_only_the_object_that_caused_it(shapes, tmp_path, monkeypatch):
-    _, objects, _, _ = render_stage.discover(_config(shapes[0], tmp_path / "out"))
+    _, objects, *_ = render_stage.discover(_config(shapes[0], tmp_path / "out"))
     crasher = objects[4].object_id
     monkeypatch.setenv(render_stage.CRASH_ON_ENV, crasher)
     summary = render_stage.run(_config(shapes[0], tmp_path / "out", workers=1, views=1))

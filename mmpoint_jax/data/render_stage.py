@@ -14,7 +14,7 @@ Output, in `config.output`:
 * `<split>-NNNNN-of-MMMMM.array_record`: records (`records.py`), `objects_per_shard` per shard;
   objects go to shards in the order of a hash of their id, so every shard mixes categories;
 * `manifest.json`: `schema_version`, `record_schema` {schema, version}, `config`,
-  `input_format`, `class_names` (index = label), `splits` {split: {num_objects,
+  `input_format`, `class_names` and `class_folders` (index = label), `splits` {split: {num_objects,
   per_class_counts, shards: [{file, num_records, object_ids}]}}, `skipped` [{object_id, split,
   source, reason}], `views`, `image_size` (square side; 0 without views), `points`, `fingerprint`.
   A truncated shard can read as empty, so readers check record counts against the manifest.
@@ -48,7 +48,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -196,8 +196,16 @@ def _split_table(config, root: Path) -> dict[tuple[str, str], str]:
     return synthetic.read_split_table(path) if path.is_file() else {}
 
 
-def discover(config) -> tuple[str, list[ObjectSpec], list[str], dict[str, int]]:
-    """(input_format, objects sorted by id, class_names, excluded category counts)."""
+class Discovery(NamedTuple):
+    input_format: str
+    objects: list[ObjectSpec]  # sorted by object id
+    class_names: list[str]  # index = label
+    class_folders: list[str]  # index = label
+    excluded: dict[str, int]  # objects of categories left out by config.class_names
+
+
+def discover(config) -> Discovery:
+    """Finds the objects of `config.input` with their labels and splits."""
     root = Path(config.input)
     input_format = detect_format(root) if config.input_format == "auto" else config.input_format
     found = FINDERS[input_format](root)
@@ -222,7 +230,7 @@ def discover(config) -> tuple[str, list[ObjectSpec], list[str], dict[str, int]]:
         objects.append(
             ObjectSpec(object_id, source, split, label, names[label] if label >= 0 else "")
         )
-    return input_format, objects, names, dict(excluded)
+    return Discovery(input_format, objects, names, wanted, dict(excluded))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -621,7 +629,7 @@ def _drain(messages, progress: _Progress) -> None:
         progress.event(*messages.get())
 
 
-def build_manifest(config, input_format, class_names, plan, states, excluded, digest) -> dict:
+def build_manifest(config, found: Discovery, plan, states, digest) -> dict:
     by_file = {s["file"]: s for s in states}
     names_by_id = {
         spec.object_id: spec.class_name
@@ -650,14 +658,16 @@ def build_manifest(config, input_format, class_names, plan, states, excluded, di
             "shards": shards,
         }
     views = int(config.views)
-    size = int(config.import_image_size if input_format == "crosspoint" else config.image_size)
+    crosspoint = found.input_format == "crosspoint"
+    size = int(config.import_image_size if crosspoint else config.image_size)
     return {
         "schema_version": MANIFEST_VERSION,
         "record_schema": {"schema": records.SCHEMA, "version": records.VERSION},
         "config": run_log.config_to_dict(config),
-        "input_format": input_format,
-        "class_names": list(class_names),
-        "excluded_categories": excluded,
+        "input_format": found.input_format,
+        "class_names": list(found.class_names),
+        "class_folders": list(found.class_folders),
+        "excluded_categories": found.excluded,
         "splits": splits,
         "skipped": sorted(skipped, key=lambda s: s["object_id"]),
         "views": views,
@@ -730,13 +740,13 @@ def run(config) -> dict[str, Any]:
     check_config(config)
     input_dir, output_dir = Path(config.input), Path(config.output)
     check_paths(input_dir, output_dir)
-    input_format, objects, class_names, excluded = discover(config)
-    plan = plan_shards(objects, config.objects_per_shard, config.max_objects)
+    found = discover(config)
+    plan = plan_shards(found.objects, config.objects_per_shard, config.max_objects)
     digest = fingerprint(config, plan)
     claim_output(output_dir, digest, bool(config.overwrite))
     _remove_temporaries(output_dir)
 
-    settings = settings_from_config(config, input_format)
+    settings = settings_from_config(config, found.input_format)
     states, tasks = [], []
     for shards in plan.values():
         for file, specs in shards:
@@ -748,7 +758,7 @@ def run(config) -> dict[str, Any]:
     total = sum(len(specs) for shards in plan.values() for _, specs in shards)
     todo = sum(len(t.objects) for t in tasks)
     run_log.log(
-        f"render: {total} objects ({input_format}) in {sum(len(s) for s in plan.values())} shards; "
+        f"render: {total} objects ({found.input_format}) in {len(states) + len(tasks)} shards; "
         f"{len(states)} shards already complete; {todo} objects to do with {config.workers} workers"
     )
     progress = _Progress(total=total, initial=total - todo)
@@ -760,7 +770,7 @@ def run(config) -> dict[str, Any]:
     finally:
         progress.bar.close()
 
-    manifest = build_manifest(config, input_format, class_names, plan, states, excluded, digest)
+    manifest = build_manifest(config, found, plan, states, digest)
     io_utils.atomic_write_json(output_dir / MANIFEST, manifest)
     if config.preview > 0:
         write_preview(output_dir, manifest, int(config.preview))
