@@ -177,14 +177,17 @@ def duration_steps(
 ) -> int | None:
     """Converts `{base}_steps` or `{base}_epochs` of `section` into steps (None if neither set).
 
+    A duration is unset when None or 0 (command-line overrides cannot write None into an int
+    field, so `--config.train.num_steps=0 --config.train.num_epochs=5` switches to epochs).
     Setting both is an error: a run has one length, said once.
     """
     prefix = f"{where}." if where else ""
-    steps = section.get(f"{base}_steps") if f"{base}_steps" in section else None
-    epochs = section.get(f"{base}_epochs") if f"{base}_epochs" in section else None
+    steps = section.get(f"{base}_steps") or None
+    epochs = section.get(f"{base}_epochs") or None
     if steps is not None and epochs is not None:
         raise ConfigError(
-            f"set only one of '{prefix}{base}_steps' and '{prefix}{base}_epochs' (got {steps} and {epochs})"
+            f"set only one of '{prefix}{base}_steps' ({steps}) and '{prefix}{base}_epochs' ({epochs}); "
+            f"0 unsets one, e.g. --config.{prefix}{base}_steps=0"
         )
     if steps is not None:
         if steps < 0:
@@ -195,7 +198,7 @@ def duration_steps(
             raise ConfigError(f"'{prefix}{base}_epochs' needs the dataset size to convert to steps")
         if epochs < 0:
             raise ConfigError(f"'{prefix}{base}_epochs' must be >= 0, got {epochs}")
-        return int(round(epochs * steps_per_epoch))
+        return max(1, int(round(epochs * steps_per_epoch)))
     return None
 
 

@@ -81,13 +81,15 @@ def test_parse_arg_types():
 
 
 def test_duration_steps():
-    section = ml_collections.ConfigDict(dict(num_steps=None, num_epochs=2.5))
+    section = ml_collections.ConfigDict(dict(num_steps=0, num_epochs=2.5))
     assert config_lib.duration_steps(section, "num", steps_per_epoch=10) == 25
     section.num_steps = 7
-    with pytest.raises(config_lib.ConfigError, match="only one"):
+    with pytest.raises(config_lib.ConfigError, match="only one.*train.num_steps=0"):
         config_lib.duration_steps(section, "num", 10, where="train")
-    section.num_epochs = None
+    section.num_epochs = 0.0
     assert config_lib.duration_steps(section, "num") == 7
+    section.num_steps = 0
+    assert config_lib.duration_steps(section, "num") is None
 
 
 def test_check_choice_names_field():
