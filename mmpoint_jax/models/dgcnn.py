@@ -26,7 +26,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmpoint_jax.models.layers import BatchNorm, Linear, leaky_relu, torch_default_kernel_init
+from mmpoint_jax.models.layers import (
+    BatchNorm,
+    Linear,
+    dense,
+    leaky_relu,
+    torch_default_kernel_init,
+)
 
 EDGECONV_IMPLEMENTATIONS = ("factorised", "plain")
 KNN_METHODS = ("exact", "approx")
@@ -98,7 +104,7 @@ class EdgeConv(nn.Module):
         bn = BatchNorm(dtype=self.dtype, name="bn")
         x = x.astype(self.dtype)
         if self.implementation == "plain":
-            edges = edge_features(x, idx) @ kernel.astype(self.dtype)  # [B, N, k, F]
+            edges = dense(edge_features(x, idx), kernel, self.dtype)  # [B, N, k, F]
             return jnp.max(leaky_relu(bn(edges, train)), axis=2)
         return self._factorised(x, idx, kernel, bn, train)
 
@@ -106,9 +112,8 @@ class EdgeConv(nn.Module):
         channels = x.shape[-1]
         w_neighbour = kernel[:channels]  # A: multiplies x_j
         w_centre = kernel[channels:] - w_neighbour  # B - A: multiplies x_i
-        projected = x @ jnp.concatenate([w_neighbour, w_centre], axis=1).astype(
-            self.dtype
-        )  # [B, N, 2F]
+        w_both = jnp.concatenate([w_neighbour, w_centre], axis=1)  # [C, 2F]: one matmul for both
+        projected = dense(x, w_both, self.dtype)  # [B, N, 2F]
         p, q = jnp.split(projected, 2, axis=-1)  # [B, N, F] each; edge output e_ij = p_j + q_i
         if train:
             mean, var, count = _edge_moments(x, idx, p, q, w_neighbour)

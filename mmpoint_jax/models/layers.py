@@ -39,6 +39,16 @@ def compute_dtype(name: str | Any) -> Any:
     return name
 
 
+def dense(x: jax.Array, kernel: jax.Array, dtype: Any) -> jax.Array:
+    """x @ kernel in `dtype` with float32 accumulation, result in `dtype`.
+
+    Accumulating bf16 products in float32 is what TPUs and GPUs do anyway, and on CPUs with
+    AMX/AVX512-BF16 it is also the fast path (about 2x float32, while bf16 out is not faster).
+    """
+    y = jnp.matmul(x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
+    return y.astype(dtype)
+
+
 def leaky_relu(x: jax.Array) -> jax.Array:
     return jnp.where(x >= 0, x, LEAKY_SLOPE * x)
 
@@ -65,7 +75,7 @@ class Linear(nn.Module):
         kernel = self.param(
             "kernel", torch_default_kernel_init, (fan_in, self.features), jnp.float32
         )
-        y = jnp.matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+        y = dense(x, kernel, self.dtype)
         if self.use_bias:
             bias = self.param("bias", _torch_bias_init(fan_in), (self.features,), jnp.float32)
             y = y + bias.astype(self.dtype)
