@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -105,7 +106,9 @@ def bench_stage(input_dir, size, views, points, workers, repeats, work_root):
         render_stage.run(config_lib.load_config(str(CONFIG_FILE), values))
         shutil.rmtree(output)
 
+    cpu_before = _children_cpu_s()
     times = time_repeats(once, repeats, warmup=1)
+    worker_cpu = (_children_cpu_s() - cpu_before) / (repeats + 1)  # the warm-up ran too
     count = len(list(Path(input_dir).glob("*/*/models/model_normalized.obj")))
     config = {
         "image_size": size,
@@ -114,7 +117,16 @@ def bench_stage(input_dir, size, views, points, workers, repeats, work_root):
         "objects": count,
         "workers": workers,
     }
-    return row("stage", config, times, objects=count, views=views * count, load_avg=_load())
+    result = row("stage", config, times, objects=count, views=views * count, load_avg=_load())
+    # CPU seconds the workers spent per object: equal for 1 and 2 workers means the wall-clock
+    # speed-up is limited only by free cores (and worker start-up), whatever others run.
+    result["worker_cpu_s_per_object"] = round(worker_cpu / count, 4)
+    return result
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
