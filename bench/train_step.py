@@ -2,13 +2,16 @@
 
     python bench/train_step.py --batch 16 --points 1024 --k 20 --emb 1024          # factorised
     python bench/train_step.py --batch 16 --points 1024 --k 20 --emb 1024 --plain  # reference form
+    python bench/train_step.py --eval --batch 64 --points 1024 --k 15  # feature extraction
 
 The step is CrossPoint's 3D-3D step: B clouds through DGCNN (train-mode BatchNorm) and the
 `inv_head` projection (2*emb -> emb -> 256), NT-Xent between the two halves of the batch (the
 two augmented views), gradients, and Adam with L2 weight decay (CrossPoint's optimiser); the
 train state is donated. `objects_per_s` = B / median step time. PyTorch reference on the 2-core
 dev machine: 1.8 clouds/s at B=16, N=1024, k=20 (`speedup_vs_pytorch` is relative to it; it is
-only printed for that shape). Peak memory: host RSS, and the accelerator's high-water mark.
+only printed for that shape). `--eval` times instead the eval-mode forward that
+`mmpoint_jax.features` runs for the linear SVM (PyTorch reference: 4.3 clouds/s, DESIGN.md).
+Peak memory: host RSS, and the accelerator's high-water mark.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import common  # noqa: E402
 common.add_repo_to_path()
 
 PYTORCH_CLOUDS_PER_S = 1.8  # CrossPoint DGCNN, B=16, N=1024, k=20, 2-core CPU (DESIGN.md)
+PYTORCH_EVAL_CLOUDS_PER_S = 4.3  # eval-mode feature extraction, same machine (DESIGN.md)
 
 
 def parse_args(argv=None):
@@ -42,6 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--knn", default="exact", choices=["exact", "approx"])
     parser.add_argument("--remat", action="store_true")
+    parser.add_argument(
+        "--eval", action="store_true", help="time eval-mode feature extraction instead"
+    )
     parser.add_argument("--repeats", type=int, default=common.MIN_REPEATS)
     parser.add_argument(
         "--no_jemalloc", action="store_true", help="keep glibc malloc (CPU only matters)"
@@ -49,15 +56,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build_step(args):
-    import jax
-    import jax.numpy as jnp
-    import optax
+def encoder_config(args):
+    from mmpoint_jax.models import default_point_encoder_config
 
-    from mmpoint_jax import losses
-    from mmpoint_jax.models import ProjectionHead, build_point_encoder, default_point_encoder_config
-
-    cfg = default_point_encoder_config(
+    return default_point_encoder_config(
         "dgcnn",
         k=args.k,
         emb_dims=args.emb,
@@ -66,6 +68,33 @@ def build_step(args):
         knn_method=args.knn,
         remat=args.remat,
     )
+
+
+def build_eval(args):
+    """(step, variables, points): the jitted eval forward of `mmpoint_jax.features`."""
+    import jax
+    import jax.numpy as jnp
+
+    from mmpoint_jax import features
+    from mmpoint_jax.models import build_point_encoder
+
+    cfg = encoder_config(args)
+    points = jax.random.normal(jax.random.PRNGKey(0), (args.batch, args.points, 3), jnp.float32)
+    variables = jax.jit(
+        lambda p: build_point_encoder(cfg).init(jax.random.PRNGKey(1), p, train=False)
+    )(points)
+    return features.make_encode_fn(cfg), variables, points
+
+
+def build_step(args):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from mmpoint_jax import losses
+    from mmpoint_jax.models import ProjectionHead, build_point_encoder
+
+    cfg = encoder_config(args)
     encoder, head = build_point_encoder(cfg), ProjectionHead(args.emb, 256)
     optimiser = optax.chain(optax.add_decayed_weights(1e-6), optax.adam(1e-3))
 
@@ -117,19 +146,24 @@ def main(argv=None) -> int:
         maybe_reexec_with_jemalloc()
     import jax
 
-    step, variables, opt_state, points = build_step(args)
+    if args.eval:
+        encode, variables, points = build_eval(args)
+
+        def one_step():
+            jax.block_until_ready(encode(variables, points))
+
+    else:
+        step, variables, opt_state, points = build_step(args)
+        state = {"variables": variables, "opt_state": opt_state}
+
+        def one_step():
+            variables, opt_state, loss = step(state["variables"], state["opt_state"], points)
+            state.update(variables=variables, opt_state=opt_state)
+            jax.block_until_ready(loss)
+
     start = time.perf_counter()
-    variables, opt_state, loss = step(variables, opt_state, points)
-    jax.block_until_ready(loss)
+    one_step()  # compiles
     compile_s = time.perf_counter() - start
-    state = {"variables": variables, "opt_state": opt_state}
-
-    def one_step():
-        state["variables"], state["opt_state"], loss = step(
-            state["variables"], state["opt_state"], points
-        )
-        jax.block_until_ready(loss)
-
     times = common.time_repeats(one_step, repeats=args.repeats, warmup=1)
     config = {
         "batch": args.batch,
@@ -140,18 +174,22 @@ def main(argv=None) -> int:
         "dtype": args.dtype,
         "knn": args.knn,
         "remat": args.remat,
+        "mode": "eval" if args.eval else "train",
         "jemalloc": "jemalloc" in os.environ.get("LD_PRELOAD", ""),
         "device": common.device_description(),
     }
     result = common.row(
-        "dgcnn_train_step",
+        "dgcnn_eval_features" if args.eval else "dgcnn_train_step",
         config,
         times,
         objects=args.batch,
         compile_s=round(compile_s, 2),
         device_peak_mb=common.device_peak_memory_mb(),
     )
-    if (args.points, args.k, args.emb) == (1024, 20, 1024) and jax.devices()[0].platform == "cpu":
+    on_cpu = jax.devices()[0].platform == "cpu"
+    if args.eval and on_cpu:
+        result["speedup_vs_pytorch"] = round(result["objects_per_s"] / PYTORCH_EVAL_CLOUDS_PER_S, 2)
+    elif (args.points, args.k, args.emb) == (1024, 20, 1024) and on_cpu:
         result["speedup_vs_pytorch"] = round(result["objects_per_s"] / PYTORCH_CLOUDS_PER_S, 2)
     common.emit(result)
     return 0

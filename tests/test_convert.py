@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmpoint_jax.convert import ConversionError, convert_state_dict, synthetic
+from mmpoint_jax.convert import ConversionError, convert_state_dict, synthetic, write_export
 from mmpoint_jax.convert.__main__ import main as convert_main
 from mmpoint_jax.models import ProjectionHeads, build_image_encoder, build_point_encoder
 from mmpoint_jax.models import numpy_reference as ref
@@ -55,15 +55,7 @@ def test_round_trip_to_the_numpy_reference(tmp_path, layout):
     state = make(np.random.default_rng(0))
     converted = convert_state_dict(wrap(state), model_kind, k=K, source=f"{layout}.pth")
     assert converted.layout == layout
-    checkpointing.save_encoder(
-        tmp_path / "export",
-        converted.variables,
-        converted.model_config,
-        tower=converted.tower,
-        source=f"pytorch:{layout}",
-        heads=converted.heads,
-        heads_config=converted.heads_config,
-    )
+    write_export(converted, tmp_path / "export")
     restored = checkpointing.restore_encoder(tmp_path / "export", tower=converted.tower)
     rng = np.random.default_rng(1)
     if converted.tower == "point":

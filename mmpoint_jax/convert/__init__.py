@@ -32,6 +32,31 @@ def convert_state_dict(obj, model: str, k: int = 20, source: str = "state_dict")
     return convert_resnet_with_head(state, source=source)
 
 
+def write_export(
+    converted: ConvertedTower,
+    out_dir: str | os.PathLike,
+    pth_path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Writes a ConvertedTower as an encoder export (heads stored beside the encoder)."""
+    from mmpoint_jax.train import checkpointing
+
+    extra = {"layout": converted.layout}
+    if pth_path is not None:
+        extra["pth"] = os.path.abspath(pth_path)
+    return checkpointing.save_encoder(
+        out_dir,
+        converted.variables,
+        converted.model_config,
+        tower=converted.tower,
+        source=f"pytorch:{converted.layout}",
+        heads=converted.heads,
+        heads_config=converted.heads_config,
+        extra_meta=extra,
+        overwrite=overwrite,
+    )
+
+
 def convert_file(
     pth_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -42,23 +67,11 @@ def convert_file(
 ) -> Path:
     """Reads `pth_path`, converts it and writes the encoder export to `out_dir`."""
     from mmpoint_jax.convert.pth import load_pth
-    from mmpoint_jax.train import checkpointing
 
     source = os.fspath(pth_path)
-    converted = convert_state_dict(
-        load_pth(pth_path, trust_pickle=trust_pickle), model, k=k, source=source
-    )
-    return checkpointing.save_encoder(
-        out_dir,
-        converted.variables,
-        converted.model_config,
-        tower=converted.tower,
-        source=f"pytorch:{converted.layout}",
-        heads=converted.heads,
-        heads_config=converted.heads_config,
-        extra_meta={"pth": os.path.abspath(source), "layout": converted.layout},
-        overwrite=overwrite,
-    )
+    loaded = load_pth(pth_path, trust_pickle=trust_pickle)
+    converted = convert_state_dict(loaded, model, k=k, source=source)
+    return write_export(converted, out_dir, pth_path, overwrite=overwrite)
 
 
 __all__ = [
@@ -71,4 +84,5 @@ __all__ = [
     "convert_resnet_with_head",
     "convert_state_dict",
     "unwrap_state_dict",
+    "write_export",
 ]

@@ -234,80 +234,115 @@ def _head_names(state: dict) -> list[str]:
     return sorted(names, key=names.get)
 
 
+@dataclasses.dataclass(frozen=True)
+class _HeadPart:
+    """Modules stored beside the encoder (`heads`), under `subtree`, with their config."""
+
+    subtree: str
+    entries: list[_Entry]
+    config: dict[str, Any]
+    module: Any  # the Flax module, to check shapes against
+    feature_dim: int
+
+
+def _projection_heads_part(state: dict, source: str, subtree: str, bias: bool) -> _HeadPart:
+    """Every `inv_head*` of the file as the Multi-MLP heads `subtree/head_j`."""
+    names = _head_names(state)
+    if not names:
+        raise ConversionError(f"{source}: no projection head (inv_head.*) in the state_dict")
+    entries = [
+        entry
+        for j, name in enumerate(names)
+        for entry in _projection_head_entries(name, (subtree, f"head_{j}"), bias)
+    ]
+    hidden, feature_dim = (int(d) for d in state[f"{names[0]}.0.weight"].shape)
+    dims = [int(state[f"{n}.3.weight"].shape[0]) for n in names]
+    config = {"hidden": hidden, "dims": dims, "use_bias": bias}
+    return _HeadPart(
+        subtree, entries, config, ProjectionHeads(hidden, tuple(dims), bias), feature_dim
+    )
+
+
+def _classifier_part(state: dict) -> _HeadPart:
+    """CrossPoint's DGCNN classifier (linear1..3, bn6, bn7) as `classifier`."""
+    entries = [
+        _Entry("linear1.", ("classifier", "linear1"), "linear"),
+        _Entry("bn6.", ("classifier", "bn6"), "bn"),
+        _Entry("linear2.", ("classifier", "linear2"), "linear", True),
+        _Entry("bn7.", ("classifier", "bn7"), "bn"),
+        _Entry("linear3.", ("classifier", "linear3"), "linear", True),
+    ]
+    num_classes = int(state["linear3.weight"].shape[0])
+    hidden = (int(state["linear1.weight"].shape[0]), int(state["linear2.weight"].shape[0]))
+    config = {"num_classes": num_classes, "hidden": list(hidden)}
+    feature_dim = int(state["linear1.weight"].shape[1])
+    return _HeadPart(
+        "classifier", entries, config, ClassificationHead(num_classes, hidden), feature_dim
+    )
+
+
+def _convert(
+    state: dict,
+    source: str,
+    *,
+    tower: str,
+    layout: str,
+    trunk: list[_Entry],
+    model_cfg: ml_collections.ConfigDict,
+    example_input: tuple[int, ...],
+    parts: list[_HeadPart],
+    aliases: set[str] = frozenset(),
+) -> ConvertedTower:
+    """Reads trunk and head entries, checks every key was used and every shape fits."""
+    reader = _Reader(state, source)
+    params, stats, origin = reader.read(trunk)
+    head_params, head_stats, head_origin = reader.read([e for part in parts for e in part.entries])
+    reader.check_all_consumed(ignored=aliases)
+    encoder = build_point_encoder(model_cfg) if tower == "point" else build_image_encoder(model_cfg)
+    want = _abstract_variables(encoder, example_input)
+    _check_shapes(_assemble(params, stats), want, origin, source)
+    for part in parts:
+        _check_shapes(
+            _assemble(head_params.get(part.subtree, {}), head_stats.get(part.subtree, {})),
+            _abstract_variables(part.module, (2, part.feature_dim)),
+            _split_origin(head_origin, (part.subtree,)),
+            source,
+            (part.subtree,),
+        )
+    return ConvertedTower(
+        tower,
+        layout,
+        _assemble(params, stats),
+        model_cfg,
+        _assemble(head_params, head_stats),
+        {part.subtree: part.config for part in parts},
+    )
+
+
 def convert_dgcnn(
     state: dict[str, np.ndarray], k: int = 20, source: str = "state_dict"
 ) -> ConvertedTower:
     """CrossPoint or MM-Point DGCNN state_dict (already unwrapped) -> ConvertedTower."""
-    state, duplicates = _resolve_duplicate_batch_norms(state, source)
+    state, aliases = _resolve_duplicate_batch_norms(state, source)
     widths = tuple(int(_require(state, f"conv{i}.0.weight", source).shape[0]) for i in range(1, 5))
     emb_dims = int(_require(state, "conv5.0.weight", source).shape[0])
     in_channels = int(state["conv1.0.weight"].shape[1]) // 2
     trunk = [_Entry(f"conv{i}.0.", (f"edgeconv{i}",), "linear") for i in range(1, 5)]
     trunk += [_Entry(f"bn{i}.", (f"edgeconv{i}", "bn"), "bn") for i in range(1, 5)]
     trunk += [_Entry("conv5.0.", ("conv5",), "linear"), _Entry("bn5.", ("bn5",), "bn")]
-    head_names = _head_names(state)
-    if not head_names:
-        raise ConversionError(f"{source}: no projection head (inv_head.*) in the state_dict")
-    heads = []
-    for j, name in enumerate(head_names):
-        heads += _projection_head_entries(name, ("point_heads", f"head_{j}"), bias=True)
-    has_classifier = "linear1.weight" in state
-    classifier = (
-        [
-            _Entry("linear1.", ("classifier", "linear1"), "linear"),
-            _Entry("bn6.", ("classifier", "bn6"), "bn"),
-            _Entry("linear2.", ("classifier", "linear2"), "linear", True),
-            _Entry("bn7.", ("classifier", "bn7"), "bn"),
-            _Entry("linear3.", ("classifier", "linear3"), "linear", True),
-        ]
-        if has_classifier
-        else []
-    )
-
-    reader = _Reader(state, source)
-    params, stats, origin = reader.read(trunk)
-    head_params, head_stats, head_origin = reader.read(heads + classifier)
-    reader.check_all_consumed(ignored=duplicates)
-
-    model_cfg = default_point_encoder_config("dgcnn", k=k, emb_dims=emb_dims, widths=widths)
-    encoder = build_point_encoder(model_cfg)
-    want = _abstract_variables(encoder, (2, k + 1, in_channels))
-    _check_shapes(_assemble(params, stats), want, origin, source)
-
-    head_dims = [int(state[f"{n}.3.weight"].shape[0]) for n in head_names]
-    hidden = int(state[f"{head_names[0]}.0.weight"].shape[0])
-    heads_config: dict[str, Any] = {
-        "point_heads": {"hidden": hidden, "dims": head_dims, "use_bias": True}
-    }
-    feature_dim = 2 * emb_dims
-    want_heads = {
-        "point_heads": _abstract_variables(
-            ProjectionHeads(hidden, tuple(head_dims)), (2, feature_dim)
-        )
-    }
-    if has_classifier:
-        num_classes = int(state["linear3.weight"].shape[0])
-        hidden_cls = (int(state["linear1.weight"].shape[0]), int(state["linear2.weight"].shape[0]))
-        heads_config["classifier"] = {"num_classes": num_classes, "hidden": list(hidden_cls)}
-        want_heads["classifier"] = _abstract_variables(
-            ClassificationHead(num_classes, hidden_cls), (2, feature_dim)
-        )
-    for name, want_head in want_heads.items():
-        _check_shapes(
-            _assemble(head_params.get(name, {}), head_stats.get(name, {})),
-            want_head,
-            _split_origin(head_origin, (name,)),
-            source,
-            (name,),
-        )
-    layout = "mmpoint_dgcnn" if len(head_names) > 1 else "crosspoint_dgcnn"
-    return ConvertedTower(
-        "point",
-        layout,
-        _assemble(params, stats),
-        model_cfg,
-        _assemble(head_params, head_stats),
-        heads_config,
+    parts = [_projection_heads_part(state, source, "point_heads", bias=True)]
+    if "linear1.weight" in state:
+        parts.append(_classifier_part(state))
+    return _convert(
+        state,
+        source,
+        tower="point",
+        layout="mmpoint_dgcnn" if len(parts[0].config["dims"]) > 1 else "crosspoint_dgcnn",
+        trunk=trunk,
+        model_cfg=default_point_encoder_config("dgcnn", k=k, emb_dims=emb_dims, widths=widths),
+        example_input=(2, k + 1, in_channels),
+        parts=parts,
+        aliases=aliases,
     )
 
 
@@ -359,7 +394,7 @@ def convert_resnet_with_head(
     width = int(_require(state, prefix + "conv1.weight", source).shape[0])
     depth, blocks = _resnet_blocks(state, prefix)
     convs = 3 if RESNET_LAYOUTS[depth][0] == "bottleneck" else 2
-    entries = [
+    trunk = [
         _Entry(prefix + "conv1.", ("conv1",), "conv2d"),
         _Entry(prefix + "bn1.", ("bn1",), "bn"),
     ]
@@ -367,47 +402,20 @@ def convert_resnet_with_head(
         for block in range(count):
             p, path = f"{prefix}layer{stage}.{block}.", (f"layer{stage}_{block}",)
             for i in range(1, convs + 1):
-                entries.append(_Entry(f"{p}conv{i}.", (*path, f"conv{i}"), "conv2d"))
-                entries.append(_Entry(f"{p}bn{i}.", (*path, f"bn{i}"), "bn"))
+                trunk.append(_Entry(f"{p}conv{i}.", (*path, f"conv{i}"), "conv2d"))
+                trunk.append(_Entry(f"{p}bn{i}.", (*path, f"bn{i}"), "bn"))
             if p + "downsample.0.weight" in state:
-                entries.append(_Entry(p + "downsample.0.", (*path, "downsample_conv"), "conv2d"))
-                entries.append(_Entry(p + "downsample.1.", (*path, "downsample_bn"), "bn"))
-    head_names = _head_names(state)
-    if not head_names:
-        raise ConversionError(f"{source}: no projection head (inv_head.*) in the state_dict")
-    heads = []
-    for j, name in enumerate(head_names):
-        heads += _projection_head_entries(name, ("image_heads", f"head_{j}"), bias=False)
-
-    reader = _Reader(state, source)
-    params, stats, origin = reader.read(entries)
-    head_params, head_stats, head_origin = reader.read(heads)
-    reader.check_all_consumed()
-
-    model_cfg = default_image_encoder_config(depth, width=width)
-    want = _abstract_variables(build_image_encoder(model_cfg), (1, 32, 32, 3))
-    _check_shapes(_assemble(params, stats), want, origin, source)
-    head_dims = [int(state[f"{n}.3.weight"].shape[0]) for n in head_names]
-    hidden = int(state[f"{head_names[0]}.0.weight"].shape[0])
-    feature_dim = int(state[f"{head_names[0]}.0.weight"].shape[1])
-    want_heads = _abstract_variables(
-        ProjectionHeads(hidden, tuple(head_dims), use_bias=False), (2, feature_dim)
-    )
-    _check_shapes(
-        _assemble(head_params.get("image_heads", {}), head_stats.get("image_heads", {})),
-        want_heads,
-        _split_origin(head_origin, ("image_heads",)),
+                trunk.append(_Entry(p + "downsample.0.", (*path, "downsample_conv"), "conv2d"))
+                trunk.append(_Entry(p + "downsample.1.", (*path, "downsample_bn"), "bn"))
+    return _convert(
+        state,
         source,
-        ("image_heads",),
-    )
-    heads_config = {"image_heads": {"hidden": hidden, "dims": head_dims, "use_bias": False}}
-    return ConvertedTower(
-        "image",
-        "crosspoint_image",
-        _assemble(params, stats),
-        model_cfg,
-        _assemble(head_params, head_stats),
-        heads_config,
+        tower="image",
+        layout="crosspoint_image",
+        trunk=trunk,
+        model_cfg=default_image_encoder_config(depth, width=width),
+        example_input=(1, 32, 32, 3),
+        parts=[_projection_heads_part(state, source, "image_heads", bias=False)],
     )
 
 

@@ -43,26 +43,23 @@ IMAGE_ENCODER_DEFAULTS = {"width": 64, "dtype": "float32"}
 def default_point_encoder_config(
     name: str = "dgcnn", **overrides: Any
 ) -> ml_collections.ConfigDict:
-    if name not in POINT_ENCODER_DEFAULTS:
-        raise ValueError(
-            f"point encoder name must be one of {sorted(POINT_ENCODER_DEFAULTS)}, got {name!r}"
-        )
-    return _with_overrides(
-        {"name": name, **POINT_ENCODER_DEFAULTS[name]}, overrides, "point_encoder"
-    )
+    return _default_config(name, POINT_ENCODER_DEFAULTS, overrides, "point_encoder")
 
 
 def default_image_encoder_config(
     name: str = "resnet50", **overrides: Any
 ) -> ml_collections.ConfigDict:
-    if name not in RESNET_LAYOUTS:
-        raise ValueError(
-            f"image encoder name must be one of {sorted(RESNET_LAYOUTS)}, got {name!r}"
-        )
-    return _with_overrides({"name": name, **IMAGE_ENCODER_DEFAULTS}, overrides, "image_encoder")
+    defaults = {depth: IMAGE_ENCODER_DEFAULTS for depth in RESNET_LAYOUTS}
+    return _default_config(name, defaults, overrides, "image_encoder")
 
 
-def _with_overrides(base: dict, overrides: dict, where: str) -> ml_collections.ConfigDict:
+def _default_config(
+    name: str, defaults_by_name: dict, overrides: dict, where: str
+) -> ml_collections.ConfigDict:
+    """{'name': name, **defaults, **overrides}; unknown names or fields are errors."""
+    if name not in defaults_by_name:
+        raise ValueError(f"{where}.name must be one of {sorted(defaults_by_name)}, got {name!r}")
+    base = {"name": name, **defaults_by_name[name]}
     unknown = sorted(set(overrides) - set(base))
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(base)}")
