@@ -8,13 +8,15 @@ The EdgeConv layer of the reference computes, for point i and each of its k neig
 
 * **plain**: materialises the [B, N, k, 2C] edge tensor and multiplies it by W (the reference).
 * **factorised** (default): `W [x_j - x_i, x_i] = A x_j + (B - A) x_i` with W = [A, B], so the
-  N points are projected once ([B, N, 2F], k times fewer FLOPs) and only the projections are
-  gathered. BatchNorm's batch statistics are still those of the [B, N, k, F] edge outputs (mean and
-  variance of `p_j + q_i` over b, i, k), computed by reductions over the gathered tensor that XLA
-  fuses with the gather. And because BN is a per-channel affine map and LeakyReLU is increasing,
-  `max_k LeakyReLU(BN(e))` is `LeakyReLU(BN(max_k e))` on channels with a non-negative BN scale and
-  `LeakyReLU(BN(min_k e))` on the others: normalisation and activation run on [B, N, F], and the
-  backward pass of the max touches one neighbour per channel instead of k.
+  N points are projected once (p = x A, q = x (B - A), [B, N, F] each; k times fewer FLOPs) and
+  the edge output is e_ij = p_j + q_i. BatchNorm's batch statistics are still those of the
+  [B, N, k, F] edge outputs, computed from p, q, the in-degrees and the neighbour sum of x
+  (`_edge_moments`), never materialising them. Because BN is a per-channel affine map and
+  LeakyReLU is increasing, `max_k LeakyReLU(BN(e))` is `LeakyReLU(BN(max_k e))` on channels with
+  a non-negative BN scale and `LeakyReLU(BN(min_k e))` on the others: normalisation and
+  activation run on [B, N, F], and the backward pass of the max reaches one neighbour per channel.
+  Neighbours are read one slot at a time as whole rows (`_neighbour_slots`), the fast gather on
+  CPU. B=16, N=1024, k=20 on 2 CPU cores: 3.2x faster training steps than plain (bench/).
 """
 
 from __future__ import annotations
@@ -122,11 +124,10 @@ class EdgeConv(nn.Module):
             count = 0
         scale, shift = bn.affine_from_stats(self.features, mean, var, count, train)  # [F] each
         sign = jax.lax.stop_gradient(jnp.where(scale >= 0, 1.0, -1.0)).astype(p.dtype)  # [F]
-        best, winner = _best_neighbour(jax.lax.stop_gradient(p) * sign, idx)  # [B, N, F] each
-        if train:  # read the winners back from p: the gradient reaches one neighbour per channel
-            extreme = _take_per_channel(p, winner)  # [B, N, F]
-        else:
-            extreme = sign * best
+        # find the winners on a stop-gradient copy, then read them back from p: the gradient (also
+        # wanted in eval mode, e.g. fine-tuning with frozen BN) reaches one neighbour per channel
+        _, winner = _best_neighbour(jax.lax.stop_gradient(p) * sign, idx)  # [B, N, F]
+        extreme = _take_per_channel(p, winner)  # [B, N, F]
         pre_activation = (extreme + q).astype(jnp.float32) * scale + shift
         return leaky_relu(pre_activation).astype(self.dtype)
 
