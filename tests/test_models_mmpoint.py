@@ -45,6 +45,36 @@ def test_resnet_matches_numpy_reference(depth, size):
             )
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_projection_head_matches_reference_in_eval_and_train_mode(bias):
+    """Linear-BN-ReLU-Linear as nn.Sequential computes it, running statistics included."""
+    state = synthetic.projection_head_state(np.random.default_rng(5), "inv_head", 12, 10, 6, bias)
+    linear = lambda i: {  # noqa: E731
+        "kernel": state[f"inv_head.{i}.weight"].T,
+        **({"bias": state[f"inv_head.{i}.bias"]} if bias else {}),
+    }
+    variables = {
+        "params": {
+            "linear1": linear(0),
+            "bn": {"scale": state["inv_head.1.weight"], "bias": state["inv_head.1.bias"]},
+            "linear2": linear(3),
+        },
+        "batch_stats": {
+            "bn": {"mean": state["inv_head.1.running_mean"], "var": state["inv_head.1.running_var"]}
+        },
+    }
+    x = np.random.default_rng(6).normal(size=(8, 12)).astype(np.float32)
+    head = ProjectionHead(10, 6, use_bias=bias)
+    for train in (False, True):
+        want, want_stats = ref.projection_head_forward(state, "inv_head.", x, train)
+        got, updated = head.apply(variables, x, train=train, mutable=["batch_stats"])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        if train:
+            np.testing.assert_allclose(
+                updated["batch_stats"]["bn"]["var"], want_stats["inv_head.1.running_var"], rtol=1e-5
+            )
+
+
 def _tiny_config(mode="mmpoint", num_views=2):
     cfg = default_model_config(mode, num_views, image_encoder="resnet18")
     cfg.point_encoder.update(k=4, emb_dims=16, widths=(8, 8, 8, 8))
