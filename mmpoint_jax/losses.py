@@ -66,8 +66,9 @@ def default_loss_config(mode: str = "mmpoint") -> ml_collections.ConfigDict:
 def l2_normalize(x: jax.Array, eps: float = NORMALIZE_EPS) -> jax.Array:
     """x / max(|x|, eps) over the last axis (torch.nn.functional.normalize), at least float32."""
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16 -> f32; f64 (x64 tests) stays
-    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-    return x / jnp.maximum(norm, eps)
+    # sqrt(max(|x|^2, eps^2)) == max(|x|, eps), with a finite gradient at x = 0 (sqrt's is not)
+    norm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=-1, keepdims=True), eps * eps))
+    return x / norm
 
 
 def _global_rows(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:

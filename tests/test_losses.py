@@ -74,8 +74,11 @@ def test_known_answer_for_orthogonal_aligned_embeddings():
     expected_nce = math.log(math.exp(1 / tau) + batch - 1) - 1 / tau
     np.testing.assert_allclose(nt_xent(eye, 3 * eye, tau), expected_nt, rtol=1e-5)
     np.testing.assert_allclose(info_nce(eye, 2 * eye, tau), expected_nce, rtol=1e-5)
-    # a zero row must not produce NaN (normalisation eps as torch's F.normalize)
-    assert np.isfinite(nt_xent(np.zeros((2, 3)), np.ones((2, 3)), TAU))
+    # a zero row must not produce NaN, in value or gradient (normalisation eps as F.normalize)
+    zero_row = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], np.float32)
+    assert np.isfinite(nt_xent(zero_row, np.ones((2, 3)), TAU))
+    grad = jax.grad(lambda a: losses.nt_xent(a, jnp.ones((2, 3)), TAU))(zero_row)
+    assert np.all(np.isfinite(grad))
 
 
 @pytest.mark.parametrize("fn", ["nt_xent", "info_nce"])
