@@ -9,8 +9,11 @@ def main() -> int:
     parser.add_argument("--out", default="demo_out")
     parser.add_argument("--seeds", type=int, default=1)
     parser.parse_args()
-    print("demo: the end-to-end pipeline is not built yet (render stage, pretraining and evaluation "
-          "are in progress); nothing to run.", file=sys.stderr)
+    print(
+        "demo: the end-to-end pipeline is not built yet (render stage, pretraining and evaluation "
+        "are in progress); nothing to run.",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -20,9 +20,15 @@ from ml_collections import config_flags  # noqa: E402
 from mmpoint_jax import cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/NAME.py[:arg]", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (checkpoints, metrics.jsonl, config.json).")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (TPU pods, clusters).")
-_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-process without a cluster).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run folder (checkpoints, metrics.jsonl, config.json)."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() (TPU pods, clusters)."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "host:port of process 0 (multi-process without a cluster)."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Process count (with --coordinator).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -36,7 +42,10 @@ def main(argv):
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     summary = pretrain.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if summary.get("stopped") == "preempted":
-        print("stopped on a preemption notice after saving; re-run the same command to resume", file=sys.stderr)
+        print(
+            "stopped on a preemption notice after saving; re-run the same command to resume",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Prints a config as resolved from its file, arg and overrides (what a run would write to config.json).
 
-  python launch/show_config.py --config=configs/pretrain_tiny.py:runlocal --config.train.batch_size=8
+python launch/show_config.py --config=configs/pretrain_tiny.py:runlocal --config.train.batch_size=8
 """
 
 import json

@@ -1,7 +1,7 @@
 """Expands a config's sweep (`get_sweep(arg)`) into runs with their own workdirs.
 
-  python launch/sweep.py --config=configs/pretrain_tiny.py --workdir=workdirs/sweep            # run one after another
-  python launch/sweep.py --config=configs/pretrain_shapenet.py --workdir=gs://b/sweep --print  # commands for a cluster
+python launch/sweep.py --config=configs/pretrain_tiny.py --workdir=workdirs/sweep            # run one after another
+python launch/sweep.py --config=configs/pretrain_shapenet.py --workdir=gs://b/sweep --print  # commands for a cluster
 """
 
 import os
@@ -29,9 +29,15 @@ def main(argv):
         sys.exit(f"error: {_CONFIG.value} defines no get_sweep() or an empty sweep")
     extra = argv[1:]
     for run in runs:
-        cmd = sweep.command(_ENTRY.value, _CONFIG.value, _WORKDIR.value, run, python=sys.executable) + extra
+        cmd = (
+            sweep.command(_ENTRY.value, _CONFIG.value, _WORKDIR.value, run, python=sys.executable)
+            + extra
+        )
         if _PRINT.value:
-            print(sweep.command_line(_ENTRY.value, _CONFIG.value, _WORKDIR.value, run) + "".join(" " + e for e in extra))
+            print(
+                sweep.command_line(_ENTRY.value, _CONFIG.value, _WORKDIR.value, run)
+                + "".join(" " + e for e in extra)
+            )
             continue
         print(f"=== sweep run {run.name}", file=sys.stderr, flush=True)
         result = subprocess.run(cmd, check=False)

@@ -25,7 +25,9 @@ def maybe_reexec_with_jemalloc() -> None:
     XLA's large CPU temporaries page-fault heavily under glibc malloc (DESIGN.md section 4).
     Set MMPOINT_NO_JEMALLOC=1 to opt out. Only affects the CPU backend's speed, never results.
     """
-    if os.environ.get("MMPOINT_NO_JEMALLOC") == "1" or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+    if os.environ.get("MMPOINT_NO_JEMALLOC") == "1" or "jemalloc" in os.environ.get(
+        "LD_PRELOAD", ""
+    ):
         return
     lib = next((p for p in JEMALLOC_PATHS if os.path.exists(p)), None)
     if lib is None:
@@ -89,7 +91,12 @@ def run(main: Callable[[list[str]], None], use_jemalloc: bool = True) -> None:
         maybe_reexec_with_jemalloc()
 
     def _main(argv):
+        from absl import flags, logging
+
         from mmpoint_jax.config_lib import ConfigError
+
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
 
         try:
             return main(argv)

@@ -115,7 +115,9 @@ def set_field(config: ml_collections.ConfigDict, dotted: str, value: Any) -> Non
             try:
                 value = type(current)(ast.literal_eval(value))
             except (ValueError, SyntaxError, TypeError):
-                raise ConfigError(f"config field '{dotted}': expected a sequence, got {value!r}") from None
+                raise ConfigError(
+                    f"config field '{dotted}': expected a sequence, got {value!r}"
+                ) from None
     try:
         node[leaf] = value
     except TypeError as e:

@@ -8,6 +8,17 @@ if _FAKE_DEVICES not in os.environ.get("XLA_FLAGS", ""):
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("MMPOINT_NO_PROGRESS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Compiled programs are cached on disk and shared with the subprocesses tests start (resume,
+# multi-process runs), which would otherwise each recompile the same train step.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        ".pytest_cache",
+        "jax_compilation_cache",
+    ),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pathlib  # noqa: E402
 

@@ -14,11 +14,21 @@ def _variables(seed=0):
 
 def test_export_round_trip(tmp_path):
     variables = _variables()
-    checkpointing.save_encoder(tmp_path / "enc", variables, {"name": "dgcnn", "k": 20}, source="pytorch:x")
+    checkpointing.save_encoder(
+        tmp_path / "enc", variables, {"name": "dgcnn", "k": 20}, source="pytorch:x"
+    )
     restored = checkpointing.restore_encoder(tmp_path / "enc")
-    assert restored.tower == "point" and restored.model.name == "dgcnn" and restored.source == "pytorch:x"
-    np.testing.assert_array_equal(restored.variables["params"]["conv1"]["kernel"], variables["params"]["conv1"]["kernel"])
-    np.testing.assert_array_equal(restored.variables["batch_stats"]["bn1"]["mean"], variables["batch_stats"]["bn1"]["mean"])
+    assert (
+        restored.tower == "point"
+        and restored.model.name == "dgcnn"
+        and restored.source == "pytorch:x"
+    )
+    np.testing.assert_array_equal(
+        restored.variables["params"]["conv1"]["kernel"], variables["params"]["conv1"]["kernel"]
+    )
+    np.testing.assert_array_equal(
+        restored.variables["batch_stats"]["bn1"]["mean"], variables["batch_stats"]["bn1"]["mean"]
+    )
     assert restored.heads is None
     with pytest.raises(checkpointing.CheckpointError, match="exists"):
         checkpointing.save_encoder(tmp_path / "enc", variables, {"name": "dgcnn"})
@@ -36,7 +46,9 @@ def test_restore_errors_name_path(tmp_path):
 
 def test_export_with_heads(tmp_path):
     heads = {"params": {"head0": {"kernel": np.ones((4, 2), np.float32)}}}
-    checkpointing.save_encoder(tmp_path / "e", _variables(), {"name": "dgcnn"}, heads=heads, heads_config={"dims": [2]})
+    checkpointing.save_encoder(
+        tmp_path / "e", _variables(), {"name": "dgcnn"}, heads=heads, heads_config={"dims": [2]}
+    )
     restored = checkpointing.restore_encoder(tmp_path / "e")
     assert set(restored.variables) == {"params", "batch_stats"}
     np.testing.assert_array_equal(restored.heads["params"]["head0"]["kernel"], np.ones((4, 2)))

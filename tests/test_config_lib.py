@@ -8,7 +8,7 @@ import pytest
 from mmpoint_jax import config_lib
 
 CONFIG_TEXT = textwrap.dedent(
-    '''
+    """
     import ml_collections
     from mmpoint_jax import config_lib
 
@@ -20,7 +20,7 @@ CONFIG_TEXT = textwrap.dedent(
         if arg.runlocal:
             config.train.batch_size = 4
         return config
-    '''
+    """
 )
 
 
@@ -34,7 +34,10 @@ def config_file(tmp_path):
 def _show(repo_root, *args):
     return subprocess.run(
         [sys.executable, str(repo_root / "launch/show_config.py"), *args],
-        capture_output=True, text=True, cwd=repo_root, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=120,
     )
 
 
@@ -63,8 +66,12 @@ def test_cli_unknown_arg_key(repo_root, config_file):
 
 
 def test_load_config_programmatic(config_file):
-    config = config_lib.load_config(f"{config_file}:views=2", ["train.batch_size=8", "model.name=pointnet"])
-    assert config.train.batch_size == 8 and config.model.views == 2 and config.model.name == "pointnet"
+    config = config_lib.load_config(
+        f"{config_file}:views=2", ["train.batch_size=8", "model.name=pointnet"]
+    )
+    assert (
+        config.train.batch_size == 8 and config.model.views == 2 and config.model.name == "pointnet"
+    )
     with pytest.raises(config_lib.ConfigError, match="'train.batchsize'"):
         config_lib.load_config(str(config_file), {"train.batchsize": 8})
     with pytest.raises(config_lib.ConfigError, match="'train.batch_size'"):
@@ -74,7 +81,9 @@ def test_load_config_programmatic(config_file):
 
 
 def test_parse_arg_types():
-    arg = config_lib.parse_arg("runlocal,views=3,lr=0.1,name=x", runlocal=False, views=6, lr=1.0, name="")
+    arg = config_lib.parse_arg(
+        "runlocal,views=3,lr=0.1,name=x", runlocal=False, views=6, lr=1.0, name=""
+    )
     assert arg.runlocal is True and arg.views == 3 and arg.lr == 0.1 and arg.name == "x"
     with pytest.raises(config_lib.ConfigError, match="views"):
         config_lib.parse_arg("views=three", views=6)

@@ -33,7 +33,9 @@ def test_adam_l2_matches_pytorch_semantics():
     for g in grads:
         updates, state = tx.update(jnp.asarray(g, jnp.float32), state, params)
         params = params + updates
-    np.testing.assert_allclose(params, _reference_torch_adam(p0, grads, 0.01, 0.1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        params, _reference_torch_adam(p0, grads, 0.01, 0.1), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_cosine_schedule_ends_at_final_fraction():

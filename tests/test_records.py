@@ -23,11 +23,15 @@ def _example(num_views=3, size=(16, 20), n=32, seed=0):
 def test_round_trip_is_exact():
     ex = _example()
     out = records.decode(records.encode(**ex))
-    assert out["object_id"] == ex["object_id"] and out["label"] == 7 and out["class_name"] == "chair"
+    assert (
+        out["object_id"] == ex["object_id"] and out["label"] == 7 and out["class_name"] == "chair"
+    )
     for key in ("points", "normals", "views", "intrinsics", "extrinsics"):
         np.testing.assert_array_equal(out[key], ex[key])
         assert out[key].dtype == ex[key].dtype
-    assert out["image_size"] == (16, 20) and out["num_views"] == 3 and out["meta"]["preset"] == "r2n2"
+    assert (
+        out["image_size"] == (16, 20) and out["num_views"] == 3 and out["meta"]["preset"] == "r2n2"
+    )
 
 
 def test_decode_selected_views_only():

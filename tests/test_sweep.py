@@ -8,7 +8,7 @@ from mmpoint_jax import config_lib
 from mmpoint_jax.train import sweep
 
 SWEEP_CONFIG = textwrap.dedent(
-    '''
+    """
     import ml_collections
     from mmpoint_jax import config_lib
 
@@ -26,7 +26,7 @@ SWEEP_CONFIG = textwrap.dedent(
         if arg.bad:
             points.append({"optim.lrr": 1.0})
         return points
-    '''
+    """
 )
 
 
@@ -39,7 +39,12 @@ def config_file(tmp_path):
 
 def test_expand_names_and_flags(config_file):
     runs = sweep.expand(str(config_file))
-    assert [r.name for r in runs] == ["lr3e-4_num_views1", "lr3e-4_num_views6", "lr1e-3_num_views1", "lr1e-3_num_views6"]
+    assert [r.name for r in runs] == [
+        "lr3e-4_num_views1",
+        "lr3e-4_num_views6",
+        "lr1e-3_num_views1",
+        "lr1e-3_num_views6",
+    ]
     assert runs[0].flags() == ["--config.optim.lr=0.0003", "--config.model.num_views=1"]
     cmd = sweep.command("launch/pretrain.py", str(config_file), "out/", runs[1])
     assert cmd[3] == "--workdir=out/lr3e-4_num_views6"
@@ -55,8 +60,17 @@ def test_unknown_swept_key_fails(config_file):
 
 def test_sweep_cli_prints_commands(repo_root, config_file, tmp_path):
     result = subprocess.run(
-        [sys.executable, "launch/sweep.py", f"--config={config_file}", f"--workdir={tmp_path}/w", "--print"],
-        capture_output=True, text=True, cwd=repo_root, timeout=120,
+        [
+            sys.executable,
+            "launch/sweep.py",
+            f"--config={config_file}",
+            f"--workdir={tmp_path}/w",
+            "--print",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

@@ -107,11 +107,15 @@ def encode(
         raise RecordError(f"{object_id}: points contain NaN or Inf")
     normals = np.zeros_like(points) if normals is None else np.asarray(normals, dtype=np.float32)
     if normals.shape != points.shape:
-        raise RecordError(f"{object_id}: normals {normals.shape} do not match points {points.shape}")
+        raise RecordError(
+            f"{object_id}: normals {normals.shape} do not match points {points.shape}"
+        )
 
     if isinstance(views, np.ndarray):
         if views.ndim != 4 or views.shape[-1] != 3 or views.dtype != np.uint8:
-            raise RecordError(f"{object_id}: views must be uint8 (V, H, W, 3), got {views.dtype} {views.shape}")
+            raise RecordError(
+                f"{object_id}: views must be uint8 (V, H, W, 3), got {views.dtype} {views.shape}"
+            )
         image_size = list(views.shape[1:3])
         pngs = [encode_png(v, png_compress_level) for v in views]
     else:
@@ -119,8 +123,12 @@ def encode(
         image_size = list(decode_png(pngs[0]).shape[:2]) if pngs else [0, 0]
     num_views = len(pngs)
 
-    intrinsics = np.zeros((num_views, 3, 3), np.float32) if intrinsics is None else np.asarray(intrinsics)
-    extrinsics = np.zeros((num_views, 4, 4), np.float32) if extrinsics is None else np.asarray(extrinsics)
+    intrinsics = (
+        np.zeros((num_views, 3, 3), np.float32) if intrinsics is None else np.asarray(intrinsics)
+    )
+    extrinsics = (
+        np.zeros((num_views, 4, 4), np.float32) if extrinsics is None else np.asarray(extrinsics)
+    )
     if intrinsics.shape != (num_views, 3, 3) or extrinsics.shape != (num_views, 4, 4):
         raise RecordError(
             f"{object_id}: cameras must be (V,3,3) and (V,4,4) for V={num_views}, "
@@ -155,7 +163,9 @@ def decode(data: bytes, views: str | Sequence[int] | None = "all") -> dict[str, 
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise RecordError("record is not an mmpoint record (missing schema tag)")
     if record.get("version") != VERSION:
-        raise RecordError(f"record version {record.get('version')} is not supported (this code reads {VERSION})")
+        raise RecordError(
+            f"record version {record.get('version')} is not supported (this code reads {VERSION})"
+        )
     try:
         out: dict[str, Any] = {
             "object_id": record["object_id"],
@@ -175,7 +185,11 @@ def decode(data: bytes, views: str | Sequence[int] | None = "all") -> dict[str, 
     if views is None:
         out["view_indices"] = np.zeros((0,), np.int32)
         return out
-    indices = list(range(len(pngs))) if isinstance(views, str) and views == "all" else [int(i) for i in views]
+    indices = (
+        list(range(len(pngs)))
+        if isinstance(views, str) and views == "all"
+        else [int(i) for i in views]
+    )
     for i in indices:
         if not 0 <= i < len(pngs):
             raise RecordError(f"{out['object_id']}: view {i} asked for, record has {len(pngs)}")
@@ -183,7 +197,9 @@ def decode(data: bytes, views: str | Sequence[int] | None = "all") -> dict[str, 
     height, width = out["image_size"]
     for image in images:
         if image.shape != (height, width, 3):
-            raise RecordError(f"{out['object_id']}: a view is {image.shape}, record says {(height, width, 3)}")
+            raise RecordError(
+                f"{out['object_id']}: a view is {image.shape}, record says {(height, width, 3)}"
+            )
     out["views"] = np.stack(images) if images else np.zeros((0, height, width, 3), np.uint8)
     out["view_indices"] = np.asarray(indices, np.int32)
     return out

@@ -90,9 +90,13 @@ def save_encoder(
     if directory.exists():
         if not overwrite:
             raise CheckpointError(f"{directory} exists; pass overwrite=True to replace it")
-    variables = {k: v for k, v in variables.items() if v is not None and len(jax.tree.leaves(v)) > 0}
+    variables = {
+        k: v for k, v in variables.items() if v is not None and len(jax.tree.leaves(v)) > 0
+    }
     if heads:
-        variables["heads"] = {k: v for k, v in heads.items() if v is not None and len(jax.tree.leaves(v)) > 0}
+        variables["heads"] = {
+            k: v for k, v in heads.items() if v is not None and len(jax.tree.leaves(v)) > 0
+        }
     meta = {
         "kind": ENCODER_KIND,
         "tower": tower,
@@ -135,7 +139,9 @@ def _tree_metadata(item_dir: Path) -> Any:
     return getattr(tree, "tree", tree)
 
 
-def restore_subtree(item_dir: str | os.PathLike, select: dict[str, Any] | None = None) -> dict[str, Any]:
+def restore_subtree(
+    item_dir: str | os.PathLike, select: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Restores a PyTree item (all of it, or the keys named by `select`) as numpy arrays.
 
     `select` mirrors the tree: {"params": {"point_encoder": True}} restores only that branch,
@@ -153,7 +159,9 @@ def restore_subtree(item_dir: str | os.PathLike, select: dict[str, Any] | None =
         for key, sub in sel.items():
             if not isinstance(meta, dict) or key not in meta:
                 have = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
-                raise CheckpointError(f"{item_dir}: no '{where}{key}' in the checkpoint (has {have})")
+                raise CheckpointError(
+                    f"{item_dir}: no '{where}{key}' in the checkpoint (has {have})"
+                )
             out[key] = pick(meta[key], sub, f"{where}{key}/")
         return out
 
@@ -164,7 +172,9 @@ def restore_subtree(item_dir: str | os.PathLike, select: dict[str, Any] | None =
     with ocp.PyTreeCheckpointer() as checkpointer:
         return checkpointer.restore(
             item_dir,
-            args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True),
+            args=ocp.args.PyTreeRestore(
+                item=target, restore_args=restore_args, partial_restore=True
+            ),
         )
 
 
@@ -177,10 +187,16 @@ def read_json_item(item_dir: str | os.PathLike) -> Any:
 def _restore_export(path: Path) -> EncoderCheckpoint:
     meta = read_json_item(path / "meta")
     if not isinstance(meta, dict) or meta.get("kind") != ENCODER_KIND:
-        raise CheckpointError(f"{path}/meta is not an mmpoint encoder export (kind={meta.get('kind')!r})")
+        raise CheckpointError(
+            f"{path}/meta is not an mmpoint encoder export (kind={meta.get('kind')!r})"
+        )
     variables = restore_subtree(path / "variables")
     heads = variables.pop("heads", None)
-    extra = {k: v for k, v in meta.items() if k not in ("kind", "tower", "model", "source", "heads_model")}
+    extra = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("kind", "tower", "model", "source", "heads_model")
+    }
     heads_model = meta.get("heads_model")
     return EncoderCheckpoint(
         tower=meta["tower"],
@@ -205,7 +221,9 @@ def _restore_pretrain_step(path: Path, tower: str) -> EncoderCheckpoint:
     variables = {}
     for collection in ("params", "batch_stats"):
         try:
-            variables[collection] = restore_subtree(path / "state", {collection: {subtree: True}})[collection][subtree]
+            variables[collection] = restore_subtree(path / "state", {collection: {subtree: True}})[
+                collection
+            ][subtree]
         except CheckpointError:
             if collection == "params":
                 raise
@@ -254,7 +272,13 @@ class RunCheckpointer:
     so a run killed at any moment leaves only whole checkpoints. Every process calls every method.
     """
 
-    def __init__(self, workdir: str | os.PathLike, every_steps: int, max_to_keep: int = 3, use_async: bool = True):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        every_steps: int,
+        max_to_keep: int = 3,
+        use_async: bool = True,
+    ):
         ocp = _ocp()
         self.directory = Path(workdir).absolute() / CHECKPOINTS_SUBDIR
         self.every_steps = int(every_steps)
@@ -276,9 +300,12 @@ class RunCheckpointer:
         return list(self._manager.all_steps())
 
     def should_save(self, step: int) -> bool:
-        return self.every_steps > 0 and self._manager.should_save(step)
+        # Our own rule rather than the manager's (which also saves the first step it sees).
+        return self.every_steps > 0 and step % self.every_steps == 0
 
-    def save(self, step: int, state: Any, data_state: Any, config: Any, force: bool = False) -> bool:
+    def save(
+        self, step: int, state: Any, data_state: Any, config: Any, force: bool = False
+    ) -> bool:
         ocp = _ocp()
         return self._manager.save(
             step,
@@ -331,7 +358,9 @@ def load_init_variables(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
     variables = {}
     for collection in ("params", "batch_stats"):
         try:
-            variables[collection] = restore_subtree(step_dir / "state", {collection: True})[collection]
+            variables[collection] = restore_subtree(step_dir / "state", {collection: True})[
+                collection
+            ]
         except CheckpointError:
             if collection == "params":
                 raise

@@ -16,7 +16,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 
 
-def default_optim_config(name: str = "adam", lr: float = 1e-3, weight_decay: float = 1e-6) -> ml_collections.ConfigDict:
+def default_optim_config(
+    name: str = "adam", lr: float = 1e-3, weight_decay: float = 1e-6
+) -> ml_collections.ConfigDict:
     """CrossPoint's pretraining recipe: Adam, lr 1e-3, L2 weight decay 1e-6."""
     return ml_collections.ConfigDict(
         dict(
@@ -38,12 +40,18 @@ def default_schedule_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(name="cosine", warmup_steps=0, final_lr_fraction=0.0))
 
 
-def make_schedule(optim: ml_collections.ConfigDict, schedule: ml_collections.ConfigDict, total_steps: int):
-    config_lib.check_choice(ml_collections.ConfigDict({"schedule": schedule}), "schedule.name", SCHEDULES)
+def make_schedule(
+    optim: ml_collections.ConfigDict, schedule: ml_collections.ConfigDict, total_steps: int
+):
+    config_lib.check_choice(
+        ml_collections.ConfigDict({"schedule": schedule}), "schedule.name", SCHEDULES
+    )
     if schedule.name == "constant":
         return optax.constant_schedule(optim.lr)
     warmup = int(schedule.warmup_steps)
     decay_steps = max(int(total_steps), warmup + 1)
+    if warmup == 0:
+        return optax.cosine_decay_schedule(optim.lr, decay_steps, alpha=schedule.final_lr_fraction)
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0 if warmup else optim.lr,
         peak_value=optim.lr,

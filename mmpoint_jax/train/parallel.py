@@ -35,7 +35,11 @@ def initialize_distributed(
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     kwargs: dict[str, Any] = {}
     if coordinator_address:
-        kwargs.update(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
+        kwargs.update(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
     if local_device_ids is not None:
         kwargs["local_device_ids"] = local_device_ids
     jax.distributed.initialize(**kwargs)
@@ -50,7 +54,9 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     if num_devices is not None:
         if num_devices > len(devices) or num_devices <= 0:
-            raise ValueError(f"mesh.num_devices={num_devices} but {len(devices)} devices are visible")
+            raise ValueError(
+                f"mesh.num_devices={num_devices} but {len(devices)} devices are visible"
+            )
         if jax.process_count() > 1 and num_devices != len(devices):
             raise ValueError("mesh.num_devices must use every device when several processes run")
         devices = devices[:num_devices]
@@ -68,7 +74,9 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     """This process's share of the global batch; the batch must split evenly over devices."""
     if global_batch_size % mesh.size:
-        raise ValueError(f"global batch {global_batch_size} does not divide over {mesh.size} devices")
+        raise ValueError(
+            f"global batch {global_batch_size} does not divide over {mesh.size} devices"
+        )
     return global_batch_size // jax.process_count()
 
 

@@ -21,6 +21,9 @@ import numpy as np
 import optax
 
 from mmpoint_jax import config_lib, losses, run_log
+from mmpoint_jax.augment import images as image_aug
+from mmpoint_jax.augment import keys as aug_keys
+from mmpoint_jax.augment import points as point_aug
 from mmpoint_jax.train import checkpointing, optim, parallel
 from mmpoint_jax.train import state as state_lib
 
@@ -43,28 +46,31 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config field 'model.num_views' = {config.model.num_views}; crosspoint mode uses 1 view"
         )
     if not config.data.records:
-        raise config_lib.ConfigError("config field 'data.records' is empty: point it at a render-stage output folder")
+        raise config_lib.ConfigError(
+            "config field 'data.records' is empty: point it at a render-stage output folder"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # The train step.
 
 
-def _per_example_keys(rng: jax.Array, step: jax.Array, index: jax.Array) -> jax.Array:
-    """Keys from (root, step, global example index): independent of how many hosts read the batch."""
-    root = jax.random.wrap_key_data(rng)
-    at_step = jax.random.fold_in(root, step)
-    return jax.vmap(lambda i: jax.random.fold_in(at_step, i))(index.astype(jnp.uint32))
-
-
-def _augment_batch(batch: dict[str, jax.Array], keys: jax.Array, config: ml_collections.ConfigDict):
-    from mmpoint_jax.augment import images as image_aug
-    from mmpoint_jax.augment import points as point_aug
-
-    split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)  # [B, 3] keys
-    points1 = point_aug.augment_points(batch["points"], split[:, 0], config.augment.points)
-    points2 = point_aug.augment_points(batch["points"], split[:, 1], config.augment.points)
-    views = image_aug.augment_views(batch["views"], split[:, 2], config.augment.images, config.model.image_size)
+def _augment_batch(batch: dict[str, jax.Array], step: jax.Array, config: ml_collections.ConfigDict):
+    """Two augmented clouds and the laddered views, from keys of (seed, step, global index)."""
+    keys = aug_keys.example_keys(config.seed, step, batch["index"])  # [B, 2]
+    points_cfg = config.augment.points
+    points1 = point_aug.augment_points(
+        batch["points"], aug_keys.stream_keys(keys, aug_keys.POINTS_FIRST), points_cfg
+    )
+    points2 = point_aug.augment_points(
+        batch["points"], aug_keys.stream_keys(keys, aug_keys.POINTS_SECOND), points_cfg
+    )
+    views = image_aug.augment_views(
+        batch["views"],
+        aug_keys.stream_keys(keys, aug_keys.IMAGES),
+        config.augment.images,
+        config.data.image_size,
+    )
     return points1, points2, views
 
 
@@ -73,21 +79,24 @@ def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict, loss
 
     def loss_fn(params, batch_stats, points1, points2, views):
         outputs, mutated = model.apply(
-            {"params": params, "batch_stats": batch_stats}, points1, points2, views,
-            train=True, mutable=["batch_stats"],
+            {"params": params, "batch_stats": batch_stats},
+            points1,
+            points2,
+            views,
+            train=True,
+            mutable=["batch_stats"],
         )
         loss, metrics = losses.total_loss(outputs, config.loss)
         return loss, (metrics, mutated["batch_stats"])
 
     def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
-        keys = _per_example_keys(state.rng, state.step, batch["index"])
-        points1, points2, views = _augment_batch(batch, keys, config)
+        points1, points2, views = _augment_batch(batch, state.step, config)
         (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, points1, points2, views
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
 
         bad_terms = state_lib.finite_bitmask(metrics, loss_names)
         bad_terms = bad_terms | jnp.where(jnp.isfinite(grad_norm), 0, 1 << len(loss_names))
@@ -141,7 +150,9 @@ class _PreemptionNotice:
 def _check_finite(state: state_lib.TrainState, loss_names: list[str]) -> None:
     bad_step = int(jax.device_get(state.nonfinite_step))
     if bad_step >= 0:
-        terms = state_lib.decode_bitmask(int(jax.device_get(state.nonfinite_terms)), loss_names + ["grad_norm"])
+        terms = state_lib.decode_bitmask(
+            int(jax.device_get(state.nonfinite_terms)), loss_names + ["grad_norm"]
+        )
         raise NonFiniteLossError(
             f"non-finite loss at step {bad_step} in {', '.join(terms)}; the run stopped and the last "
             f"checkpoint (before step {bad_step}) is kept"
@@ -166,17 +177,21 @@ def _loss_term_names(model, variables, config, sample) -> list[str]:
     return sorted(shapes)
 
 
-def _abstract_batch(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+def _abstract_batch(
+    config: ml_collections.ConfigDict, batch_size: int
+) -> dict[str, jax.ShapeDtypeStruct]:
     size = config.data.image_size
     return {
         "points": jax.ShapeDtypeStruct((batch_size, config.data.num_points, 3), jnp.float32),
-        "views": jax.ShapeDtypeStruct((batch_size, config.model.num_views, size, size, 3), jnp.uint8),
+        "views": jax.ShapeDtypeStruct(
+            (batch_size, config.model.num_views, size, size, 3), jnp.uint8
+        ),
         "index": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
     }
 
 
 def _model_input_views(config, batch_size):
-    size = config.model.image_size
+    size = config.data.image_size
     return jnp.zeros((batch_size, config.model.num_views, size, size, 3), jnp.float32)
 
 
@@ -239,7 +254,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         process_count=jax.process_count(),
         skip_bad_records=config.data.skip_bad_records,
     )
-    total_steps = config_lib.duration_steps(config.train, "num", data.steps_per_epoch, where="train")
+    total_steps = config_lib.duration_steps(
+        config.train, "num", data.steps_per_epoch, where="train"
+    )
     if total_steps is None:
         raise config_lib.ConfigError("set 'train.num_steps' or 'train.num_epochs'")
     log_every = max(1, int(config.train.log_every_steps))
@@ -259,13 +276,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             train=False,
         )
         params = variables["params"]
-        return state_lib.create(params, variables.get("batch_stats", {}), tx.init(params), config.seed)
+        return state_lib.create(params, variables.get("batch_stats", {}), tx.init(params))
 
     init_key = jax.random.key(config.seed)
     abstract_state = jax.eval_shape(create_state, init_key)
-    sample = {"points": jnp.zeros((2, config.data.num_points, 3)), "views": _model_input_views(config, 2)}
+    sample = {
+        "points": jnp.zeros((2, config.data.num_points, 3)),
+        "views": _model_input_views(config, 2),
+    }
     loss_names = _loss_term_names(
-        model, {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats}, config, sample
+        model,
+        {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats},
+        config,
+        sample,
     )
 
     # --- shardings and step -------------------------------------------------------------------
@@ -286,7 +309,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         donate_argnums=(0,),
     )
     abstract_state = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract_state, state_sharding
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        abstract_state,
+        state_sharding,
     )
 
     # --- restore ------------------------------------------------------------------------------
@@ -303,10 +328,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if config.init_from:
             loaded, description = checkpointing.load_init_variables(config.init_from)
             params, used_p = _merge_init(jax.device_get(state.params), loaded.get("params", {}))
-            stats, used_s = _merge_init(jax.device_get(state.batch_stats), loaded.get("batch_stats", {}))
-            run_log.log(f"restore: warm start from {description}: {len(used_p)} params, {len(used_s)} stats")
+            stats, used_s = _merge_init(
+                jax.device_get(state.batch_stats), loaded.get("batch_stats", {})
+            )
+            run_log.log(
+                f"restore: warm start from {description}: {len(used_p)} params, {len(used_s)} stats"
+            )
             state = jax.device_put(
-                state.replace(params=params, batch_stats=stats, opt_state=tx.init(params)), state_sharding
+                state.replace(params=params, batch_stats=stats, opt_state=tx.init(params)),
+                state_sharding,
             )
         else:
             run_log.log("restore: none, starting from scratch")
@@ -317,44 +347,65 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # --- loop ---------------------------------------------------------------------------------
     run_log.log(f"loop: steps {start_step} -> {total_steps}")
-    summary: dict[str, Any] = {"start_step": start_step, "total_steps": total_steps, "stopped": "completed"}
+    summary: dict[str, Any] = {
+        "start_step": start_step,
+        "total_steps": total_steps,
+        "stopped": "completed",
+    }
     pending: list[dict[str, Any]] = []
     data_iter = iter(data)
     bar = run_log.progress(total=total_steps, initial=start_step, desc="pretrain", unit="step")
     window_start, window_steps = time.perf_counter(), 0
-    with _PreemptionNotice() as preemption:
-        step = start_step
-        for step in range(start_step, total_steps):
-            local = next(data_iter)
-            batch = parallel.global_batch({k: local[k] for k in ("points", "views", "index")}, mesh)
-            state, metrics = train_step(state, batch)
-            pending.append(metrics)
-            window_steps += 1
-            bar.update(1)
-            done = step + 1
+    try:
+        with _PreemptionNotice() as preemption:
+            step = start_step
+            for step in range(start_step, total_steps):
+                local = next(data_iter)
+                batch = parallel.global_batch(
+                    {k: local[k] for k in ("points", "views", "index")}, mesh
+                )
+                state, metrics = train_step(state, batch)
+                pending.append(metrics)
+                window_steps += 1
+                bar.update(1)
+                done = step + 1
 
-            if done % log_every == 0 or done == total_steps:
-                _check_finite(state, loss_names)
-                row = _mean_metrics(pending)
-                elapsed = time.perf_counter() - window_start
-                row["train/steps_per_s"] = window_steps / elapsed
-                row["train/objects_per_s"] = window_steps * global_batch_size / elapsed
-                metrics_writer.write(done, row)
-                bar.set_postfix(loss=f"{row['loss/total']:.4f}")
-                pending, window_start, window_steps = [], time.perf_counter(), 0
-            if evaluator is not None and (done % config.evals.svm.every_steps == 0 or done == total_steps):
-                metrics_writer.write(done, evaluator(state))
-            if ckpt.should_save(done) or done == total_steps:
-                _check_finite(state, loss_names)
-                ckpt.save(done, state, data.get_state(), run_log.config_to_dict(config), force=True)
-            if parallel.all_processes_agree(preemption.received):
-                run_log.log(f"preemption notice: saving step {done} and stopping")
-                _check_finite(state, loss_names)
-                ckpt.save(done, state, data.get_state(), run_log.config_to_dict(config), force=True)
-                summary["stopped"] = "preempted"
-                break
-    bar.close()
-    ckpt.close()
+                if done % log_every == 0 or done == total_steps:
+                    _check_finite(state, loss_names)
+                    row = _mean_metrics(pending)
+                    elapsed = time.perf_counter() - window_start
+                    row["train/steps_per_s"] = window_steps / elapsed
+                    row["train/objects_per_s"] = window_steps * global_batch_size / elapsed
+                    metrics_writer.write(done, row)
+                    bar.set_postfix(loss=f"{row['loss/total']:.4f}")
+                    pending, window_start, window_steps = [], time.perf_counter(), 0
+                if evaluator is not None and (
+                    done % config.evals.svm.every_steps == 0 or done == total_steps
+                ):
+                    metrics_writer.write(done, evaluator(state))
+                saved = ckpt.should_save(done) or done == total_steps
+                if saved:
+                    _check_finite(state, loss_names)
+                    ckpt.save(
+                        done, state, data.get_state(), run_log.config_to_dict(config), force=True
+                    )
+                if parallel.all_processes_agree(preemption.received):
+                    run_log.log(f"preemption notice: saving step {done} and stopping")
+                    if not saved:
+                        _check_finite(state, loss_names)
+                        ckpt.save(
+                            done,
+                            state,
+                            data.get_state(),
+                            run_log.config_to_dict(config),
+                            force=True,
+                        )
+                    summary["stopped"] = "preempted"
+                    break
+    finally:  # a failing run still finishes its pending (good) checkpoint saves
+        bar.close()
+        ckpt.close()
+        data.close()
     summary.update(final_step=int(jax.device_get(state.step)), compilations=traces["count"])
     run_log.log(f"done: {summary}")
     return summary
@@ -367,15 +418,29 @@ def _make_svm_evaluator(config: ml_collections.ConfigDict, model):
     from mmpoint_jax.evaluate import svm
 
     cfg = config.evals.svm
-    train_points, train_labels, _ = pipeline_lib.load_labelled_points(cfg.records, cfg.train_split, cfg.num_points)
-    test_points, test_labels, _ = pipeline_lib.load_labelled_points(cfg.records, cfg.test_split, cfg.num_points)
+    train_points, train_labels, _ = pipeline_lib.load_labelled_points(
+        cfg.records, cfg.train_split, cfg.num_points
+    )
+    test_points, test_labels, _ = pipeline_lib.load_labelled_points(
+        cfg.records, cfg.test_split, cfg.num_points
+    )
 
     def evaluate(state) -> dict[str, float]:
         params = jax.device_get(state.params)["point_encoder"]
         stats = jax.device_get(state.batch_stats).get("point_encoder", {})
         variables = {"params": params, "batch_stats": stats}
-        extract = functools.partial(features.extract_features, config.model.point_encoder, variables, batch_size=cfg.batch_size)
-        result = svm.linear_svm_eval(extract(train_points), train_labels, extract(test_points), test_labels, C=cfg.C)
-        return {"eval/svm/accuracy": result["accuracy"], "eval/svm/mean_class_accuracy": result["mean_class_accuracy"]}
+        extract = functools.partial(
+            features.extract_features,
+            config.model.point_encoder,
+            variables,
+            batch_size=cfg.batch_size,
+        )
+        result = svm.linear_svm_eval(
+            extract(train_points), train_labels, extract(test_points), test_labels, C=cfg.C
+        )
+        return {
+            "eval/svm/accuracy": result["accuracy"],
+            "eval/svm/mean_class_accuracy": result["mean_class_accuracy"],
+        }
 
     return evaluate

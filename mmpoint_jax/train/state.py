@@ -15,20 +15,20 @@ class TrainState:
     params: Any
     batch_stats: Any
     opt_state: Any
-    rng: jax.Array  # uint32 [2] raw root key; per-example keys fold in (step, global index)
+    # No RNG field: every random draw comes from (config seed, step, example's global index)
+    # (augment/keys.py), so the RNG needs no checkpointing and does not depend on host count.
     # -1 while every loss so far was finite; else the first step whose loss was not, after which
     # the state stops changing so the last checkpoint stays good (see pretrain.py).
     nonfinite_step: jax.Array  # int32 []
     nonfinite_terms: jax.Array  # int32 [] bit i set: sorted loss term i was non-finite
 
 
-def create(params: Any, batch_stats: Any, opt_state: Any, seed: int) -> TrainState:
+def create(params: Any, batch_stats: Any, opt_state: Any) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         batch_stats=batch_stats,
         opt_state=opt_state,
-        rng=jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32),
         nonfinite_step=jnp.full((), -1, jnp.int32),
         nonfinite_terms=jnp.zeros((), jnp.int32),
     )

@@ -20,12 +20,19 @@ class SweepRun:
     overrides: dict[str, Any]
 
     def flags(self) -> list[str]:
-        return [f"--config.{key}={format_flag_value(value)}" for key, value in self.overrides.items()]
+        return [
+            f"--config.{key}={format_flag_value(value)}" for key, value in self.overrides.items()
+        ]
 
 
 def format_flag_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
-        return "(" + ",".join(format_flag_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+        return (
+            "("
+            + ",".join(format_flag_value(v) for v in value)
+            + ("," if len(value) == 1 else "")
+            + ")"
+        )
     return str(value)
 
 
@@ -41,7 +48,12 @@ def short_value(value: Any) -> str:
 
 def _short_names(keys: list[str]) -> dict[str, str]:
     leaves = Counter(key.rsplit(".", 1)[-1] for key in keys)
-    return {key: key.rsplit(".", 1)[-1] if leaves[key.rsplit(".", 1)[-1]] == 1 else key.replace(".", "-") for key in keys}
+    return {
+        key: key.rsplit(".", 1)[-1]
+        if leaves[key.rsplit(".", 1)[-1]] == 1
+        else key.replace(".", "-")
+        for key in keys
+    }
 
 
 def expand(config_spec: str) -> list[SweepRun]:
@@ -52,7 +64,9 @@ def expand(config_spec: str) -> list[SweepRun]:
     runs = []
     for point in sweep:
         config_lib.load_config(config_spec, dict(point))  # validates keys and value types
-        name = "_".join(f"{names[key]}{short_value(value)}" for key, value in point.items()) or "base"
+        name = (
+            "_".join(f"{names[key]}{short_value(value)}" for key, value in point.items()) or "base"
+        )
         runs.append(SweepRun(name=name, overrides=dict(point)))
     duplicates = [name for name, count in Counter(run.name for run in runs).items() if count > 1]
     if duplicates:
@@ -60,8 +74,16 @@ def expand(config_spec: str) -> list[SweepRun]:
     return runs
 
 
-def command(entry: str, config_spec: str, workdir: str, run: SweepRun, python: str = "python") -> list[str]:
-    return [python, entry, f"--config={config_spec}", f"--workdir={workdir.rstrip('/')}/{run.name}", *run.flags()]
+def command(
+    entry: str, config_spec: str, workdir: str, run: SweepRun, python: str = "python"
+) -> list[str]:
+    return [
+        python,
+        entry,
+        f"--config={config_spec}",
+        f"--workdir={workdir.rstrip('/')}/{run.name}",
+        *run.flags(),
+    ]
 
 
 def command_line(*args, **kwargs) -> str:
