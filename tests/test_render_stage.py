@@ -262,6 +262,7 @@ def test_a_worker_crash_skips_only_the_object_that_caused_it(shapes, tmp_path, m
     summary = render_stage.run(_config(shapes[0], tmp_path / "out", workers=1, views=1))
     assert summary["written"] == 11 and summary["skipped_by_reason"] == {"crash": 1}
     assert render_stage.read_manifest(tmp_path / "out")["skipped"][0]["object_id"] == crasher
+    assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
 def test_launch_script_reports_a_missing_input_by_name(tmp_path, repo_root):

@@ -769,6 +769,7 @@ def run(config) -> dict[str, Any]:
             states += _run_in_pool(tasks, int(config.workers), progress)
     finally:
         progress.bar.close()
+    _remove_temporaries(output_dir)  # left by workers that died mid-shard
 
     manifest = build_manifest(config, found, plan, states, digest)
     io_utils.atomic_write_json(output_dir / MANIFEST, manifest)
