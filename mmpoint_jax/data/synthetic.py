@@ -3,8 +3,10 @@
 Twelve categories are assembled from a small kit of parts built with open3d's mesh primitives
 (boxes, cylinders, rods, tori, spheres) and surfaces of revolution. The same kit is shared across
 categories (legs, slabs, pedestals, vessels, handles, rings), proportions are drawn from
-overlapping ranges and many parts are optional, so no single global statistic such as the
-bounding-box aspect ratio separates the classes, while the part structure still does.
+overlapping ranges, many parts are optional and every object gets a last random stretch per
+axis, so no single global statistic such as the bounding-box aspect ratio separates the classes
+(1-NN on any one of four such statistics: under 25 % for 12 classes), while the shape does (a
+pair-distance histogram: over 80 %; see tests/test_synthetic.py).
 
 `generate_dataset(out_dir, num_per_class, seed)` writes
 `<out>/<synset>/<model_id>/models/model_normalized.obj` plus `taxonomy.json` (synset -> name)
@@ -12,7 +14,9 @@ and, when a split is given, ShapeNet's `all.csv` split table (merged with any al
 Objects are a pure function of (seed, category, index): the same seed rewrites the same files;
 another seed gives other objects with other model ids. Synsets are `9xxxxxxx`, outside the
 range of real ShapeNet synsets, and ordered like `CATEGORIES`, so the render stage's default
-label (the sorted position of the category folder) equals the index in `CATEGORIES`.
+label (the sorted position of the category folder) equals the index in `CATEGORIES` when all
+categories are present; render a subset with `class_names=[synset_of(c) for c in CATEGORIES]`
+to keep those labels.
 """
 
 from __future__ import annotations
