@@ -74,8 +74,17 @@ def _augment_batch(batch: dict[str, jax.Array], step: jax.Array, config: ml_coll
     return points1, points2, views
 
 
-def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict, loss_names: list[str]):
+def make_loss(config: ml_collections.ConfigDict, mesh):
+    """The contrastive loss over the global batch: shard_map'ed (each device's rows against the
+    all-gathered embeddings) when `loss.sharded`, else left to XLA's partitioner."""
+    if config.loss.sharded:
+        return lambda outputs: losses.sharded_total_loss(outputs, config.loss, mesh, parallel.DATA_AXIS)
+    return lambda outputs: losses.total_loss(outputs, config.loss)
+
+
+def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict, loss_names: list[str], mesh):
     """The pure step: augment on device, forward both towers, loss, update; skips a non-finite update."""
+    loss_of = make_loss(config, mesh)
 
     def loss_fn(params, batch_stats, points1, points2, views):
         outputs, mutated = model.apply(
@@ -86,7 +95,7 @@ def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict, loss
             train=True,
             mutable=["batch_stats"],
         )
-        loss, metrics = losses.total_loss(outputs, config.loss)
+        loss, metrics = loss_of(outputs)
         return loss, (metrics, mutated["batch_stats"])
 
     def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
@@ -174,7 +183,7 @@ def _loss_term_names(model, variables, config, sample) -> list[str]:
         return losses.total_loss(outputs, config.loss)[1]
 
     shapes = jax.eval_shape(names, variables, points, views)
-    return sorted(shapes)
+    return sorted(name for name in shapes if name.startswith("loss/"))
 
 
 def _abstract_batch(
@@ -295,7 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     run_log.log("shardings and compile")
     state_sharding = jax.tree.map(lambda _: parallel.replicated(mesh), abstract_state)
     batch_sharding = {k: parallel.batch_sharded(mesh) for k in ("points", "views", "index")}
-    step_fn = make_train_step(model, tx, schedule, config, loss_names)
+    step_fn = make_train_step(model, tx, schedule, config, loss_names, mesh)
     traces = {"count": 0}
 
     def counted_step(state, batch):
