@@ -1,0 +1,90 @@
+"""Two JAX processes x 2 CPU devices (gloo collectives, launch/local_multiprocess.sh) train exactly
+like one process with 4 devices on the same global batch."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmpoint_jax import run_log
+from mmpoint_jax.data import pipeline_testing
+from mmpoint_jax.train import checkpointing
+
+CONFIG = "configs/pretrain_tiny.py:runlocal"
+STEPS = 3
+
+
+def _run(repo_root, command, env_devices, timeout=600):
+    env = dict(os.environ, MMPOINT_NO_PROGRESS="1", JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = (
+        f"--xla_force_host_platform_device_count={env_devices}" if env_devices else ""
+    )
+    result = subprocess.run(
+        command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.multiprocess
+def test_two_processes_equal_one_process(repo_root, tmp_path):
+    records = tmp_path / "records"
+    blobs = [pipeline_testing.synthetic_record(i, 64, 4, 32) for i in range(16)]
+    pipeline_testing.write_split(records, "train", [blobs[:8], blobs[8:]], ["a", "b", "c"])
+    flags = [
+        f"--config={CONFIG}",
+        f"--config.data.records={records}",
+        f"--config.train.num_steps={STEPS}",
+        "--config.optim.name=sgd",  # see test_pretrain: Adam amplifies rounding differences
+        "--config.optim.lr=0.05",
+    ]
+    single = tmp_path / "single"
+    _run(
+        repo_root,
+        [sys.executable, "launch/pretrain.py", f"--workdir={single}", *flags],
+        env_devices=4,
+    )
+    multi = tmp_path / "multi"
+    env_logdir = dict(MMPOINT_LOGDIR=str(tmp_path / "logs"))
+    os.environ.update(env_logdir)
+    try:
+        _run(
+            repo_root,
+            [
+                "launch/local_multiprocess.sh",
+                "2",
+                "--devices_per_process=2",
+                "--",
+                sys.executable,
+                "launch/pretrain.py",
+                f"--workdir={multi}",
+                *flags,
+            ],
+            env_devices=None,
+        )
+    finally:
+        os.environ.pop("MMPOINT_LOGDIR")
+    log0 = (tmp_path / "logs" / "process_0.log").read_text()
+    assert "on 2 process(es)" in log0
+
+    losses = {
+        w: {r["step"]: r["loss/total"] for r in run_log.read_metrics(w) if "loss/total" in r}
+        for w in (single, multi)
+    }
+    assert sorted(losses[multi]) == list(range(1, STEPS + 1))
+    for step in range(1, STEPS + 1):
+        assert losses[multi][step] == pytest.approx(losses[single][step], rel=1e-4), step
+
+    final = {
+        w: checkpointing.restore_subtree(checkpointing.latest_step_dir(w) / "state")
+        for w in (single, multi)
+    }
+    enc_single = final[single]["params"]["point_encoder"]
+    enc_multi = final[multi]["params"]["point_encoder"]
+    for name in enc_single:
+        for leaf in enc_single[name]:
+            np.testing.assert_allclose(
+                enc_multi[name][leaf], enc_single[name][leaf], rtol=1e-3, atol=2e-5
+            )  # gloo sums in another order
