@@ -75,8 +75,9 @@ def _one_object(path, size, views, points, seed, clock):
     t4 = time.perf_counter()
     images = render.colour_hits(faces, render.face_colours(mesh, e, render.Shading()))
     t5 = time.perf_counter()
+    pngs = [render.encode_png(image) for image in images]
     records.encode(
-        object_id=str(path), points=cloud, normals=normals, views=images, intrinsics=k, extrinsics=e
+        object_id=str(path), points=cloud, normals=normals, views=pngs, intrinsics=k, extrinsics=e
     )
     t6 = time.perf_counter()
     for phase, seconds in zip(PHASES, np.diff([t0, t1, t2, t3, t4, t5, t6]), strict=True):

@@ -191,3 +191,15 @@ def test_face_table_shading_equals_plain_per_pixel_shading():
         expected[v, row, col] = np.round(value)
     assert (faces >= 0).mean() > 0.05
     assert np.abs(images.astype(np.int64) - expected).max() <= 1
+
+
+def test_fast_png_decodes_to_the_same_pixels():
+    from mmpoint_jax.data import records
+
+    rng = np.random.default_rng(0)
+    image = np.full((17, 23, 3), 255, np.uint8)
+    image[3:9, 5:20] = rng.integers(0, 256, size=(6, 15, 3), dtype=np.uint8)
+    for level in (0, 3, 9):
+        np.testing.assert_array_equal(records.decode_png(render.encode_png(image, level)), image)
+    with pytest.raises(ValueError, match="uint8"):
+        render.encode_png(image.astype(np.float32))

@@ -333,9 +333,10 @@ def build_record(spec: ObjectSpec, settings: Settings) -> bytes:
         intrinsics, extrinsics = render.sample_cameras(
             settings.preset, settings.views, settings.image_size, camera_rng
         )
-        views = render.render_views(
+        images = render.render_views(
             mesh, intrinsics, extrinsics, settings.image_size, settings.shading
         )
+        views = [render.encode_png(image, settings.png_compress_level) for image in images]
     return records.encode(
         object_id=spec.object_id,
         points=points,
