@@ -55,9 +55,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.model.image_encoder.width = 8
         config.model.point_head_hidden = 32
         config.model.image_head_hidden = 16
-        config.model.head_dims = tuple(
-            16 if i == 0 else 8 for i in range(len(config.model.head_dims))
-        )
+        config.model.head_dims = (8,) if arg.mode == "crosspoint" else (16, 8)
         config.train.batch_size = 8
         config.train.num_steps = 6
         config.train.log_every_steps = 1

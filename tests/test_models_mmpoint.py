@@ -228,8 +228,14 @@ def test_head_layout_and_config_errors():
         (128, 128, 128),
     )
     assert head_layout(default_model_config("crosspoint", 1)) == ((256,), (256,))
+    explicit = default_model_config("mmpoint", 3)
+    explicit.head_dims = (512, 64, 32, 16)
+    assert head_layout(explicit) == ((512, 64, 32, 16), (64, 32, 16))
+    explicit.num_views = 6  # (d_0, d) broadcasts over any m
+    explicit.head_dims = (512, 128)
+    assert head_layout(explicit) == ((512,) + (128,) * 6, (128,) * 6)
     bad = default_model_config("mmpoint", 3)
-    bad.head_dims = (512, 128)
+    bad.head_dims = (512, 128, 64)
     with pytest.raises(ValueError, match="head_dims"):
         head_layout(bad)
     with pytest.raises(ValueError, match="one view"):

@@ -10,7 +10,9 @@ Model config (`default_model_config`, the `model` section of the configs in `con
   image_encoder      tower config, ResNet-50 (random init) by default.
   point_head_hidden  hidden width of the 3D heads (1024 = emb_dims, as the references).
   image_head_hidden  hidden width of the image heads (512, as the references).
-  head_dims          mmpoint: (d_0, d_1, ..., d_m): d_0 for h_0, d_j for the pair h_j / k_j.
+  head_dims          mmpoint: (d_0, d_1, ..., d_m): d_0 for h_0, d_j for the pair h_j / k_j;
+                     or (d_0, d): every view's pair has width d, whatever m is (the default,
+                     so that sweeping `model.num_views` needs no other change).
                      crosspoint: (d,), the shared 3D head and the image head.
 
 Defaults and why: the released MM-Point DGCNN carries exactly two 3D heads, `inv_head`
@@ -62,7 +64,7 @@ def default_model_config(
             raise ValueError(f"crosspoint mode has one view, got num_views={num_views}")
         head_dims = (CROSSPOINT_DIM,)
     else:
-        head_dims = (MMPOINT_INTRA_DIM,) + (MMPOINT_VIEW_DIM,) * num_views
+        head_dims = (MMPOINT_INTRA_DIM, MMPOINT_VIEW_DIM)
     return ml_collections.ConfigDict(
         {
             "mode": mode,
@@ -87,9 +89,11 @@ def head_layout(cfg: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
                 f"crosspoint mode needs num_views=1 and one head dim, got {m} and {dims}"
             )
         return dims, dims
+    if len(dims) == 2:  # (d_0, d): one width for every view's pair
+        dims = (dims[0],) + (dims[1],) * m
     if m < 1 or len(dims) != m + 1:
         raise ValueError(
-            f"mmpoint mode needs head_dims (d_0, d_1..d_m) = {m + 1} values, got {dims}"
+            f"mmpoint mode needs head_dims (d_0, d_1..d_m) = {m + 1} values or (d_0, d), got {dims}"
         )
     return dims, dims[1:]
 
