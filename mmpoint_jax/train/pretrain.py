@@ -204,6 +204,19 @@ def _model_input_views(config, batch_size):
     return jnp.zeros((batch_size, config.model.num_views, size, size, 3), jnp.float32)
 
 
+def make_create_state(model, tx, config: ml_collections.ConfigDict):
+    """`key -> TrainState` with freshly initialised variables (jit it with out_shardings)."""
+    init_batch = 2
+
+    def create_state(key):
+        points = jnp.zeros((init_batch, config.data.num_points, 3), jnp.float32)
+        variables = model.init(key, points, points, _model_input_views(config, init_batch), train=False)
+        params = variables["params"]
+        return state_lib.create(params, variables.get("batch_stats", {}), tx.init(params))
+
+    return create_state
+
+
 def _merge_init(fresh: dict, loaded: dict, where: str = "") -> tuple[dict, list[str]]:
     """Replaces the leaves of `fresh` found in `loaded` (same path, same shape)."""
     used = []
@@ -274,18 +287,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     run_log.log("model and optimiser shapes")
     model = MMPoint(config.model)
     tx, schedule = optim.make_optimizer(config.optim, config.schedule, total_steps)
-    init_batch = 2
-
-    def create_state(key):
-        variables = model.init(
-            key,
-            jnp.zeros((init_batch, config.data.num_points, 3), jnp.float32),
-            jnp.zeros((init_batch, config.data.num_points, 3), jnp.float32),
-            _model_input_views(config, init_batch),
-            train=False,
-        )
-        params = variables["params"]
-        return state_lib.create(params, variables.get("batch_stats", {}), tx.init(params))
+    create_state = make_create_state(model, tx, config)
 
     init_key = jax.random.key(config.seed)
     abstract_state = jax.eval_shape(create_state, init_key)
