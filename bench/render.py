@@ -75,7 +75,7 @@ def _one_object(path, size, views, points, seed, clock):
     t4 = time.perf_counter()
     images = render.colour_hits(faces, render.face_colours(mesh, e, render.Shading()))
     t5 = time.perf_counter()
-    pngs = [render.encode_png(image) for image in images]
+    pngs = [records.encode_png(image) for image in images]
     records.encode(
         object_id=str(path), points=cloud, normals=normals, views=pngs, intrinsics=k, extrinsics=e
     )

@@ -9,6 +9,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _file_mode() -> int:
+    """Mode a plain `open(path, "w")` would give (mkstemp's temporaries are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, fsyncs it, then renames it into place."""
     path = Path(path)
@@ -19,6 +29,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # shared datasets: readable like any other file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

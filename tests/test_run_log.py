@@ -1,4 +1,5 @@
 import json
+import os
 
 import ml_collections
 import numpy as np
@@ -29,6 +30,9 @@ def test_atomic_write_leaves_no_temp(tmp_path):
     io_utils.atomic_write_text(tmp_path / "x.txt", "hello")
     assert (tmp_path / "x.txt").read_text() == "hello"
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_progress_counts():

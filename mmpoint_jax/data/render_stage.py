@@ -336,7 +336,7 @@ def build_record(spec: ObjectSpec, settings: Settings) -> bytes:
         images = render.render_views(
             mesh, intrinsics, extrinsics, settings.image_size, settings.shading
         )
-        views = [render.encode_png(image, settings.png_compress_level) for image in images]
+        views = [records.encode_png(image, settings.png_compress_level) for image in images]
     return records.encode(
         object_id=spec.object_id,
         points=points,
