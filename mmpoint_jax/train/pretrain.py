@@ -217,6 +217,30 @@ def make_create_state(model, tx, config: ml_collections.ConfigDict):
     return create_state
 
 
+def ensure_procedural_records(config: ml_collections.ConfigDict) -> None:
+    """Renders the procedural shapes into `data.records` when a config asks for them
+    (`data.procedural`) and the folder holds no render yet. Process 0 renders, the others wait."""
+    from mmpoint_jax.data import pipeline as pipeline_lib
+    from mmpoint_jax.data import procedural
+
+    spec = config.data.get("procedural")
+    if not spec or (Path(config.data.records) / pipeline_lib.MANIFEST_FILE).exists():
+        return
+    if jax.process_index() == 0:
+        procedural.ensure_records(
+            config.data.records,
+            splits={config.data.split: (spec.num_per_class, spec.seed)},
+            views=spec.views,
+            image_size=spec.image_size,
+            points=spec.points,
+            workers=spec.workers,
+        )
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("procedural records ready")
+
+
 def _merge_init(fresh: dict, loaded: dict, where: str = "") -> tuple[dict, list[str]]:
     """Replaces the leaves of `fresh` found in `loaded` (same path, same shape)."""
     used = []
@@ -262,6 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # --- data ---------------------------------------------------------------------------------
     run_log.log(f"data from {config.data.records}")
+    ensure_procedural_records(config)
     data = pipeline_lib.PretrainPipeline(
         config.data.records,
         config.data.split,
