@@ -227,12 +227,18 @@ class DGCNN(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, points: jax.Array, train: bool) -> tuple[jax.Array, dict[str, Any]]:
+    def __call__(
+        self, points: jax.Array, train: bool, graph_points: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, Any]]:
+        """`graph_points` [B, N, G], if given, is what the first kNN graph is built on instead of
+        the points (DGCNN's S3DIS network uses the normalised room coordinates, not all 9 channels).
+        """
         edge_conv = nn.remat(EdgeConv, static_argnums=(3,)) if self.remat else EdgeConv
         x = points.astype(self.dtype)  # [B, N, C]
         layer_features, first_idx = [], None
         for layer, width in enumerate(self.widths, start=1):
-            idx = knn(x, self.k, self.knn_method)  # [B, N, k]
+            graph_source = graph_points if layer == 1 and graph_points is not None else x
+            idx = knn(graph_source, self.k, self.knn_method)  # [B, N, k]
             first_idx = idx if first_idx is None else first_idx
             x = edge_conv(width, self.edgeconv, self.dtype, name=f"edgeconv{layer}")(x, idx, train)
             layer_features.append(x)
