@@ -100,7 +100,7 @@ def run(main: Callable[[list[str]], None], use_jemalloc: bool = True) -> None:
 
         try:
             return main(argv)
-        except ConfigError as e:
-            sys.exit(f"error: {e}")
+        except (ConfigError, FileNotFoundError, FileExistsError) as e:
+            sys.exit(f"error: {e}")  # a clear line naming the field or path, no traceback
 
     app.run(_main, flags_parser=parse_flags)

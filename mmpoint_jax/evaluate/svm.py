@@ -129,6 +129,11 @@ def select_C(
     from sklearn.preprocessing import StandardScaler
 
     fit_idx, val_idx = stratified_split(train_labels, val_fraction, seed)
+    if len(val_idx) == 0:
+        raise ValueError(
+            f"choosing C needs a validation split, but {len(train_labels)} train examples at "
+            f"val_fraction={val_fraction} leave none (round(n_class * fraction) = 0 for every class)"
+        )
     fit_feats, val_feats = train_feats[fit_idx], train_feats[val_idx]
     if standardise:  # the scaler does not depend on C: fit it once
         scaler = StandardScaler().fit(fit_feats)

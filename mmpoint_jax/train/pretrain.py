@@ -78,11 +78,15 @@ def make_loss(config: ml_collections.ConfigDict, mesh):
     """The contrastive loss over the global batch: shard_map'ed (each device's rows against the
     all-gathered embeddings) when `loss.sharded`, else left to XLA's partitioner."""
     if config.loss.sharded:
-        return lambda outputs: losses.sharded_total_loss(outputs, config.loss, mesh, parallel.DATA_AXIS)
+        return lambda outputs: losses.sharded_total_loss(
+            outputs, config.loss, mesh, parallel.DATA_AXIS
+        )
     return lambda outputs: losses.total_loss(outputs, config.loss)
 
 
-def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict, loss_names: list[str], mesh):
+def make_train_step(
+    model, tx, schedule, config: ml_collections.ConfigDict, loss_names: list[str], mesh
+):
     """The pure step: augment on device, forward both towers, loss, update; skips a non-finite update."""
     loss_of = make_loss(config, mesh)
 
@@ -210,7 +214,9 @@ def make_create_state(model, tx, config: ml_collections.ConfigDict):
 
     def create_state(key):
         points = jnp.zeros((init_batch, config.data.num_points, 3), jnp.float32)
-        variables = model.init(key, points, points, _model_input_views(config, init_batch), train=False)
+        variables = model.init(
+            key, points, points, _model_input_views(config, init_batch), train=False
+        )
         params = variables["params"]
         return state_lib.create(params, variables.get("batch_stats", {}), tx.init(params))
 
@@ -472,7 +478,12 @@ def _make_svm_evaluator(config: ml_collections.ConfigDict, model):
             batch_size=cfg.batch_size,
         )
         result = svm.linear_svm_eval(
-            extract(train_points), train_labels, extract(test_points), test_labels, C=cfg.C
+            extract(train_points),
+            train_labels,
+            extract(test_points),
+            test_labels,
+            C=cfg.C,
+            C_candidates=tuple(cfg.C_candidates) or None,
         )
         return {
             "eval/svm/accuracy": result["accuracy"],

@@ -16,7 +16,8 @@ what their scale needs, so a field means the same thing in every config:
               num_steps so `--config.train.num_steps=N` always works; for epochs pass
               `--config.train.num_steps=0 --config.train.num_epochs=E`), log_every_steps
   ckpt        every_steps, max_to_keep, use_async
-  evals.svm   periodic linear SVM on a labelled record folder (every_steps 0 = off)
+  evals.svm   periodic linear SVM on a labelled record folder (every_steps 0 = off); C fixed, or
+              chosen among C_candidates on a validation split of its train split
   init_from   '' or a checkpoint / encoder export to warm-start from
   mesh        num_devices (None = all)
 """
@@ -73,6 +74,7 @@ def base_config(mode: str = "mmpoint", num_views: int = 3) -> ml_collections.Con
             test_split="test",
             num_points=1024,
             C=0.01,
+            C_candidates=(),
             batch_size=64,
         )
     )
