@@ -195,6 +195,7 @@ def write_report(
             out / "tsne_mmpoint.png",
             class_names=list(class_names),
             title="MM-Point features, labelled test set (seed 0)",
+            num_threads=1,  # sklearn's threads spin-wait on busy cores; the set is small
         )
         pictures["tsne"] = "tsne_mmpoint.png"
 
