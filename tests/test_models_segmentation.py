@@ -149,8 +149,13 @@ def test_transform_net_starts_as_the_identity():
     xyz = jnp.asarray(np.random.default_rng(2).normal(size=(BATCH, NUM_POINTS, 3)), jnp.float32)
     idx = jnp.asarray(np_knn(np.asarray(xyz), K))
     net = TransformNet()
-    variables = net.init(jax.random.key(0), xyz, idx, train=False)
-    matrices = net.apply(variables, xyz, idx, train=False)
+
+    @jax.jit
+    def fresh_transform(xyz, idx):  # one compiled program: eager init compiles op by op
+        variables = net.init(jax.random.key(0), xyz, idx, train=False)
+        return net.apply(variables, xyz, idx, train=False)
+
+    matrices = fresh_transform(xyz, idx)
     np.testing.assert_array_equal(matrices, np.broadcast_to(np.eye(3), (BATCH, 3, 3)))
 
 
