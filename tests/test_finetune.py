@@ -238,6 +238,7 @@ def test_semantic_segmentation_from_a_pretrained_encoder(repo_root, tmp_path, pr
     _assert_loss_went_down(tmp_path / "run")
     result = _eval_file(tmp_path / "run")
     assert result["details"]["num_points"] == 6 * NUM_POINTS  # Area 5's blocks, every point once
+    assert np.sum(result["details"]["confusion"]) == 6 * NUM_POINTS
     for key in ("overall_accuracy", "mean_class_accuracy", "miou"):
         assert 0.0 <= result[key] <= 1.0, key
     report = json.loads((tmp_path / "run" / finetune.INIT_FILE).read_text())

@@ -288,7 +288,9 @@ class SemSegEvaluator(_ConfusionEvaluator):
     def result(self) -> tuple[dict[str, float], dict[str, Any]]:
         report = metrics.semseg_report(self.confusion, self.class_names)
         scalars = {k: report[k] for k in ("overall_accuracy", "mean_class_accuracy", "miou")}
-        return scalars, {k: report[k] for k in ("iou_per_class", "num_points")}
+        details = {k: report[k] for k in ("iou_per_class", "num_points")}
+        details["confusion"] = self.confusion  # 6-fold: pool the six folds' counts, then score
+        return scalars, details
 
 
 class PartSegEvaluator:
