@@ -23,7 +23,6 @@ import copy
 import functools
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,10 @@ from mmpoint_jax.evaluate import metrics
 from mmpoint_jax.models import default_point_encoder_config
 from mmpoint_jax.models.classifier import PointCloudClassifier
 from mmpoint_jax.models.segmentation import part_segmentation_net, semantic_segmentation_net
-from mmpoint_jax.train import checkpointing, finetune_data, optim, parallel
+from mmpoint_jax.train import checkpointing, finetune_data, loop_lib, optim, parallel
 from mmpoint_jax.train import state as state_lib
 from mmpoint_jax.train.finetune_config import PART_ARGMAX
-from mmpoint_jax.train.pretrain import (  # the loop helpers both training loops share
-    NonFiniteLossError,
-    _check_finite,
-    _mean_metrics,
-    _PreemptionNotice,
-)
+from mmpoint_jax.train.loop_lib import NonFiniteLossError
 
 __all__ = ["NonFiniteLossError", "train_and_evaluate"]
 
@@ -203,18 +197,8 @@ def make_train_step(model, tx, schedule, config: ml_collections.ConfigDict):
             "train/grad_norm": grad_norm,
             "train/lr": schedule(state.step),
         }
-        bad = state_lib.finite_bitmask(metrics_out, LOSS_NAMES)
-        bad = bad | jnp.where(jnp.isfinite(grad_norm), 0, 1 << len(LOSS_NAMES))
-        ok = (bad == 0) & (state.nonfinite_step < 0)
-        first_bad = (bad != 0) & (state.nonfinite_step < 0)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
-        new_state = state.replace(
-            step=state.step + 1,
-            params=keep(params, state.params),
-            batch_stats=keep(batch_stats, state.batch_stats),
-            opt_state=keep(opt_state, state.opt_state),
-            nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
-            nonfinite_terms=jnp.where(first_bad, bad, state.nonfinite_terms),
+        new_state = loop_lib.guarded_update(
+            state, params, batch_stats, opt_state, metrics_out, grad_norm, LOSS_NAMES
         )
         return new_state, metrics_out
 
@@ -645,36 +629,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "total_steps": total_steps,
         "stopped": "completed",
     }
-    pending: list[dict[str, Any]] = []
+    window = loop_lib.MetricsWindow()
     bar = run_log.progress(
         total=total_steps, initial=start_step, desc=f"finetune {config.task}", unit="step"
     )
-    window_start, window_steps = time.perf_counter(), 0
     try:
-        with _PreemptionNotice() as preemption:
+        with loop_lib.PreemptionNotice() as preemption:
             for step in range(start_step, total_steps):
                 batch = parallel.global_batch(next(stream), mesh)
                 state, step_metrics = train_step(state, batch)
-                pending.append(step_metrics)
-                window_steps += 1
+                window.add(step_metrics)
                 bar.update(1)
                 done = step + 1
 
                 if done % log_every == 0 or done == total_steps:
-                    _check_finite(state, LOSS_NAMES)
-                    row = _mean_metrics(pending)
-                    elapsed = time.perf_counter() - window_start
-                    row["train/steps_per_s"] = window_steps / elapsed
-                    row["train/objects_per_s"] = window_steps * config.train.batch_size / elapsed
+                    loop_lib.check_finite(state, LOSS_NAMES)
+                    row = window.flush(config.train.batch_size)
                     metrics_writer.write(done, row)
                     bar.set_postfix(loss=f"{row['train/loss']:.4f}")
-                    pending, window_start, window_steps = [], time.perf_counter(), 0
                 if (eval_every and done % eval_every == 0) or done == total_steps:
-                    _check_finite(state, LOSS_NAMES)
+                    loop_lib.check_finite(state, LOSS_NAMES)
                     run_eval(done)
                 preempted = parallel.all_processes_agree(preemption.received)
                 if ckpt.should_save(done) or done == total_steps or preempted:
-                    _check_finite(state, LOSS_NAMES)
+                    loop_lib.check_finite(state, LOSS_NAMES)
                     ckpt.save(
                         done, state, stream.get_state(), run_log.config_to_dict(config), force=True
                     )

@@ -9,8 +9,6 @@ easy to place.
 from __future__ import annotations
 
 import functools
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +22,11 @@ from mmpoint_jax import config_lib, losses, run_log
 from mmpoint_jax.augment import images as image_aug
 from mmpoint_jax.augment import keys as aug_keys
 from mmpoint_jax.augment import points as point_aug
-from mmpoint_jax.train import checkpointing, optim, parallel
+from mmpoint_jax.train import checkpointing, loop_lib, optim, parallel
 from mmpoint_jax.train import state as state_lib
 
 MODES = ("mmpoint", "crosspoint")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or Inf; the message names the step and the term."""
+NonFiniteLossError = loop_lib.NonFiniteLossError
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -110,19 +105,8 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
-
-        bad_terms = state_lib.finite_bitmask(metrics, loss_names)
-        bad_terms = bad_terms | jnp.where(jnp.isfinite(grad_norm), 0, 1 << len(loss_names))
-        ok = (bad_terms == 0) & (state.nonfinite_step < 0)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-        first_bad = (bad_terms != 0) & (state.nonfinite_step < 0)
-        new_state = state.replace(
-            step=state.step + 1,
-            params=keep(params, state.params),
-            batch_stats=keep(batch_stats, state.batch_stats),
-            opt_state=keep(opt_state, state.opt_state),
-            nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
-            nonfinite_terms=jnp.where(first_bad, bad_terms, state.nonfinite_terms),
+        new_state = loop_lib.guarded_update(
+            state, params, batch_stats, opt_state, metrics, grad_norm, loss_names
         )
         metrics = dict(metrics)
         metrics["train/grad_norm"] = grad_norm
@@ -134,47 +118,6 @@ def make_train_step(
 
 # ---------------------------------------------------------------------------------------------
 # Helpers of the loop.
-
-
-class _PreemptionNotice:
-    """Turns SIGTERM into a flag read at the next step boundary (save, then exit cleanly)."""
-
-    def __init__(self):
-        self.received = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread (e.g. called from a worker thread): no handler
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.received = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-        return False
-
-
-def _check_finite(state: state_lib.TrainState, loss_names: list[str]) -> None:
-    bad_step = int(jax.device_get(state.nonfinite_step))
-    if bad_step >= 0:
-        terms = state_lib.decode_bitmask(
-            int(jax.device_get(state.nonfinite_terms)), loss_names + ["grad_norm"]
-        )
-        raise NonFiniteLossError(
-            f"non-finite loss at step {bad_step} in {', '.join(terms)}; the run stopped and the last "
-            f"checkpoint (before step {bad_step}) is kept"
-        )
-
-
-def _mean_metrics(pending: list[dict[str, Any]]) -> dict[str, float]:
-    fetched = jax.device_get(pending)
-    return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
 def _loss_term_names(model, variables, config, sample) -> list[str]:
@@ -394,12 +337,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "total_steps": total_steps,
         "stopped": "completed",
     }
-    pending: list[dict[str, Any]] = []
+    window = loop_lib.MetricsWindow()
     data_iter = iter(data)
     bar = run_log.progress(total=total_steps, initial=start_step, desc="pretrain", unit="step")
-    window_start, window_steps = time.perf_counter(), 0
     try:
-        with _PreemptionNotice() as preemption:
+        with loop_lib.PreemptionNotice() as preemption:
             step = start_step
             for step in range(start_step, total_steps):
                 local = next(data_iter)
@@ -407,34 +349,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     {k: local[k] for k in ("points", "views", "index")}, mesh
                 )
                 state, metrics = train_step(state, batch)
-                pending.append(metrics)
-                window_steps += 1
+                window.add(metrics)
                 bar.update(1)
                 done = step + 1
 
                 if done % log_every == 0 or done == total_steps:
-                    _check_finite(state, loss_names)
-                    row = _mean_metrics(pending)
-                    elapsed = time.perf_counter() - window_start
-                    row["train/steps_per_s"] = window_steps / elapsed
-                    row["train/objects_per_s"] = window_steps * global_batch_size / elapsed
+                    loop_lib.check_finite(state, loss_names)
+                    row = window.flush(global_batch_size)
                     metrics_writer.write(done, row)
                     bar.set_postfix(loss=f"{row['loss/total']:.4f}")
-                    pending, window_start, window_steps = [], time.perf_counter(), 0
                 if evaluator is not None and (
                     done % config.evals.svm.every_steps == 0 or done == total_steps
                 ):
                     metrics_writer.write(done, evaluator(state))
                 saved = ckpt.should_save(done) or done == total_steps
                 if saved:
-                    _check_finite(state, loss_names)
+                    loop_lib.check_finite(state, loss_names)
                     ckpt.save(
                         done, state, data.get_state(), run_log.config_to_dict(config), force=True
                     )
                 if parallel.all_processes_agree(preemption.received):
                     run_log.log(f"preemption notice: saving step {done} and stopping")
                     if not saved:
-                        _check_finite(state, loss_names)
+                        loop_lib.check_finite(state, loss_names)
                         ckpt.save(
                             done,
                             state,
