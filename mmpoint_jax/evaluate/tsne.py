@@ -74,6 +74,8 @@ def save_tsne_png(
     if labels.shape != (feats.shape[0],):
         raise ValueError(f"labels {labels.shape} must be [M] for features {feats.shape}")
     chosen = subsample(len(labels), max_points, seed)
-    embedding, used_perplexity = tsne_embedding(feats[chosen], seed, perplexity, pca_dims, max_iter)
+    embedding, used_perplexity = tsne_embedding(
+        feats[chosen], seed, perplexity, pca_dims, max_iter, num_threads
+    )
     written = plots.save_embedding_png(embedding, labels[chosen], path, class_names, title)
     return {"path": written, "num_points": int(len(chosen)), "perplexity": used_perplexity}
