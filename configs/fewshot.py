@@ -12,7 +12,8 @@ Only the train split's features are extracted. Episodes are seeded (`--config.se
 a setting is the same whatever the number of trials. Fields: mmpoint_jax/evaluate/eval_config.py.
 
 Args: runlocal (test-sized random-init encoder, 3 trials).
-Expected: the released CrossPoint DGCNN gives about 92.5 +- 3.0 (5-way 10-shot, ModelNet40).
+Expected: CrossPoint's paper lists 92.5 +- 3.0 for DGCNN, 5-way 10-shot on ModelNet40 (recalled,
+not re-read: DATA_FORMATS.md section B).
 """
 
 import ml_collections

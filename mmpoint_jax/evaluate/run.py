@@ -217,7 +217,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None = None) -> d
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         run_log.write_config(out, config)
-    run_log.log(f"evaluate [{','.join(protocols)}] {config.checkpoint} on {config.data.root}")
+    run_log.log(f"evaluate [{','.join(protocols)}] checkpoint {config.checkpoint}")
 
     # --- data ---------------------------------------------------------------------------------
     run_log.log(f"data: {config.data.format} from {config.data.root}")
@@ -231,7 +231,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None = None) -> d
         wanted.add(tsne_split)
     if test_split in wanted:
         datasets[test_split] = splits.load_split(config.data, test_split)
-    class_names = datasets[train_split].class_names
+    # records name only the classes they hold: take the longest list of the splits read
+    class_names = max((d.class_names for d in datasets.values()), key=len)
 
     # --- encoder ------------------------------------------------------------------------------
     run_log.log("encoder")
