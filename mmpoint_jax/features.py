@@ -14,7 +14,9 @@ a pretraining step folder, or a workdir); IN.npy a float array [M, N, 3]; OUT.np
 from __future__ import annotations
 
 import argparse
+import functools
 import io
+import json
 import os
 import sys
 from typing import Any
@@ -24,7 +26,7 @@ import numpy as np
 DEFAULT_BATCH_SIZE = 64
 
 
-def _batch_layout(batch_size: int):
+def batch_layout(batch_size: int):
     """Sharding that splits a batch over the local devices (batch_size rounded up to fit)."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -40,12 +42,22 @@ def _batch_layout(batch_size: int):
 
 
 def make_encode_fn(model_cfg: Any):
-    """jit-compiled (variables, points [b, N, C]) -> global features [b, F], eval mode."""
+    """jit-compiled (variables, points [b, N, C]) -> global features [b, F], eval mode.
+
+    One function per encoder config, kept for the process: periodic evaluations during training
+    call `extract_features` again and again and must not recompile each time.
+    """
+    as_dict = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
+    return _encode_fn_for(json.dumps(as_dict, sort_keys=True, default=list))
+
+
+@functools.lru_cache(maxsize=16)
+def _encode_fn_for(model_cfg_json: str):
     import jax
 
     from mmpoint_jax.models import build_point_encoder
 
-    model = build_point_encoder(model_cfg)
+    model = build_point_encoder(json.loads(model_cfg_json))
     return jax.jit(lambda variables, points: model.apply(variables, points, train=False)[0])
 
 
@@ -64,7 +76,7 @@ def extract_features(
     points = np.asarray(points)
     if points.ndim != 3 or points.shape[0] == 0:
         raise ValueError(f"points must be a non-empty [M, N, C] array, got shape {points.shape}")
-    batch_size, batch_sharding, replicated = _batch_layout(max(1, min(batch_size, len(points))))
+    batch_size, batch_sharding, replicated = batch_layout(max(1, min(batch_size, len(points))))
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
     variables = jax.device_put(variables, replicated)
     encode = make_encode_fn(model_cfg)

@@ -170,7 +170,7 @@ def reestimate_batch_stats(
     import jax
 
     from mmpoint_jax import run_log
-    from mmpoint_jax.features import _batch_layout
+    from mmpoint_jax.features import batch_layout
     from mmpoint_jax.models import build_point_encoder
 
     points = np.asarray(points)
@@ -181,7 +181,7 @@ def reestimate_batch_stats(
     params = jax.tree.map(np.asarray, variables["params"])
     batch_stats = jax.tree.map(lambda x: np.array(x, np.float32), variables.get("batch_stats", {}))
     paths = batchnorm_paths(model, {"params": params, "batch_stats": batch_stats}, points[:1])
-    batch_size, batch_sharding, replicated = _batch_layout(max(1, min(batch_size, len(points))))
+    batch_size, batch_sharding, replicated = batch_layout(max(1, min(batch_size, len(points))))
     total = len(points)
     report = []
     bar = run_log.progress(total=total * len(paths), desc="BN re-estimate", unit="cloud")
