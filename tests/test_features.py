@@ -41,6 +41,7 @@ def test_extract_features_pads_the_last_batch_and_compiles_once(export, monkeypa
         return encode
 
     monkeypatch.setattr(features, "make_encode_fn", recording_encode_fn)
+    features._encode_fn_for.cache_clear()  # a fresh compiled function, whatever ran before
     clouds = _clouds(21)
     got = features.extract_features(
         converted.model_config, converted.variables, clouds, batch_size=8
@@ -83,3 +84,9 @@ def test_cli_names_the_bad_input_file(export, tmp_path, capsys, array, message):
     assert "bad.npy" in err
     assert re.search(message, err)
     assert not (tmp_path / "out.npy").exists()
+
+
+def test_encode_fn_is_reused_across_calls(export):
+    _, converted, _ = export
+    first = features.make_encode_fn(converted.model_config)
+    assert features.make_encode_fn(dict(converted.model_config)) is first
