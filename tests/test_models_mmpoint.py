@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
@@ -244,3 +245,21 @@ def test_head_layout_and_config_errors():
         build_point_encoder({"name": "dgcnn", "kk": 3})
     with pytest.raises(ValueError, match="image_encoder.name"):
         build_image_encoder({"name": "resnet101"})
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(5, 3, 1), (6, 3, 2), (9, 7, 2), (4, 1, 2)])
+def test_conv_implementations_agree_in_values_and_gradients(size, kernel, stride):
+    from mmpoint_jax.models.resnet import Conv2D
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, size, size, 5)), jnp.float32)
+    convs = {impl: Conv2D(4, kernel, stride, impl=impl) for impl in ("xla", "im2col")}
+    variables = convs["xla"].init(jax.random.key(0), x)
+
+    def loss(impl, variables, x):
+        return jnp.sum(jnp.sin(convs[impl].apply(variables, x)))
+
+    values = {impl: convs[impl].apply(variables, x) for impl in convs}
+    np.testing.assert_allclose(values["im2col"], values["xla"], rtol=1e-5, atol=1e-5)
+    grads = {impl: jax.grad(loss, argnums=(1, 2))(impl, variables, x) for impl in convs}
+    for a, b in zip(jax.tree.leaves(grads["im2col"]), jax.tree.leaves(grads["xla"]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -6,7 +6,9 @@ Point encoder configs (`name` picks the fields):
             recompute EdgeConv activations in the backward pass to save memory), dtype
             ('float32' | 'bfloat16': compute dtype; params, BN statistics and outputs stay float32).
   pointnet: emb_dims (1024), dtype.
-Image encoder configs: name ('resnet18' | 'resnet34' | 'resnet50'), width (64), dtype.
+Image encoder configs: name ('resnet18' | 'resnet34' | 'resnet50'), width (64), dtype,
+            conv_impl ('auto': im2col matmuls for small output maps, XLA's convolution
+            otherwise | 'xla' | 'im2col'; same parameters and numbers either way, see resnet.py).
 
 These dicts are what encoder exports store as `model` (train/checkpointing.py), so an export
 rebuilds its network with `build_point_encoder(restored.model)`. Unknown keys are errors: a
@@ -37,7 +39,7 @@ POINT_ENCODER_DEFAULTS = {
     },
     "pointnet": {"emb_dims": 1024, "dtype": "float32"},
 }
-IMAGE_ENCODER_DEFAULTS = {"width": 64, "dtype": "float32"}
+IMAGE_ENCODER_DEFAULTS = {"width": 64, "dtype": "float32", "conv_impl": "auto"}
 
 
 def default_point_encoder_config(
@@ -106,7 +108,9 @@ def build_image_encoder(cfg: Any) -> nn.Module:
             f"image_encoder.name must be one of {sorted(RESNET_LAYOUTS)}, got {name!r}"
         )
     c = _resolved(cfg, IMAGE_ENCODER_DEFAULTS, "image_encoder")
-    return ResNet(depth=name, width=int(c["width"]), dtype=compute_dtype(c["dtype"]))
+    return ResNet(
+        depth=name, width=int(c["width"]), dtype=compute_dtype(c["dtype"]), conv_impl=c["conv_impl"]
+    )
 
 
 def point_feature_dim(cfg: Any) -> int:
