@@ -16,9 +16,7 @@ Args: runlocal (CPU-sized shapes). Expected: CrossPoint reports 91.2 % ModelNet4
 import ml_collections
 
 from mmpoint_jax import config_lib
-from mmpoint_jax.train.pretrain_config import base_config
-
-PAPER_STEPS = 100 * 43_783 // 32
+from mmpoint_jax.train.pretrain_config import PAPER_STEPS, base_config, shrink_for_cpu
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -29,16 +27,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.train.num_steps = PAPER_STEPS
     config.ckpt.every_steps = 2000
     if arg.runlocal:
-        config.data.num_points = 512
-        config.data.image_size = 64
-        config.data.num_workers = 0
-        config.model.point_encoder.k = 10
-        config.model.point_encoder.emb_dims = 256
-        config.model.image_encoder.name = "resnet18"
-        config.train.batch_size = 8
-        config.train.num_steps = 4
-        config.train.log_every_steps = 2
-        config.ckpt.every_steps = 2
+        shrink_for_cpu(config)
     return config
 
 

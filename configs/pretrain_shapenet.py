@@ -23,10 +23,7 @@ Expected: the paper reports 92.4 % ModelNet40 / 87.8 % ScanObjectNN linear SVM a
 import ml_collections
 
 from mmpoint_jax import config_lib
-from mmpoint_jax.train.pretrain_config import base_config
-
-# 100 epochs of the R2N2 13-category set (~43,783 objects) at batch 32, as CrossPoint's recipe.
-PAPER_STEPS = 100 * 43_783 // 32
+from mmpoint_jax.train.pretrain_config import PAPER_STEPS, base_config, shrink_for_cpu
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -38,21 +35,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.train.log_every_steps = 50
     config.ckpt.every_steps = 2000
     if arg.runlocal:
-        _runlocal(config)
+        shrink_for_cpu(config)
     return config
-
-
-def _runlocal(config: ml_collections.ConfigDict) -> None:
-    config.data.num_points = 512
-    config.data.image_size = 64
-    config.data.num_workers = 0
-    config.model.point_encoder.k = 10
-    config.model.point_encoder.emb_dims = 256
-    config.model.image_encoder.name = "resnet18"
-    config.train.batch_size = 8
-    config.train.num_steps = 4
-    config.train.log_every_steps = 2
-    config.ckpt.every_steps = 2
 
 
 def get_sweep(arg=None):

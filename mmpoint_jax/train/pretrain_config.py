@@ -83,3 +83,17 @@ def base_config(mode: str = "mmpoint", num_views: int = 3) -> ml_collections.Con
         dict(num_devices=ml_collections.FieldReference(None, field_type=int))
     )
     return config
+
+
+# 100 epochs of the R2N2 13-category ShapeNet set (~43,783 objects) at batch 32 (CrossPoint's recipe).
+PAPER_STEPS = 100 * 43_783 // 32
+
+
+def shrink_for_cpu(config: ml_collections.ConfigDict) -> None:
+    """`runlocal` of the paper-scale configs: the same program at the tiny scale, a few steps,
+    so a command can be checked on a laptop before it goes to a pod."""
+    config.data.update(num_points=512, image_size=64, num_workers=0)
+    config.model.point_encoder.update(k=10, emb_dims=256)
+    config.model.image_encoder.name = "resnet18"
+    config.train.update(batch_size=8, num_steps=4, log_every_steps=2)
+    config.ckpt.every_steps = 2
