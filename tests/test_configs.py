@@ -7,7 +7,9 @@ import pytest
 from mmpoint_jax import config_lib
 from mmpoint_jax.train import sweep
 
-CONFIGS = sorted(p.name for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
+CONFIGS = sorted(
+    p.name for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
+)
 
 
 def test_there_are_configs():

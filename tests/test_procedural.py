@@ -7,7 +7,9 @@ from mmpoint_jax.data import procedural
 
 def test_records_are_made_once_and_reused(tmp_path):
     records = tmp_path / "rec"
-    kwargs = dict(splits={"train": (1, 1), "test": (1, 2)}, views=2, image_size=24, points=64, workers=0)
+    kwargs = dict(
+        splits={"train": (1, 1), "test": (1, 2)}, views=2, image_size=24, points=64, workers=0
+    )
     first = procedural.ensure_records(records, **kwargs)
     assert first["splits"] == {"train": 12, "test": 12} and first["shards_written"] == 2
     manifest = json.loads((records / "manifest.json").read_text())

@@ -235,6 +235,30 @@ class StreamLayout:
     process_count: int
     seed: int
 
+    @classmethod
+    def checked(
+        cls,
+        num_records: int,
+        global_batch_size: int,
+        process_index: int,
+        process_count: int,
+        seed: int,
+        what: str,
+    ) -> StreamLayout:
+        """A layout, or a ValueError naming `what` when the batch does not split over the
+        processes or the data holds less than one global batch."""
+        if global_batch_size <= 0 or global_batch_size % process_count:
+            raise ValueError(
+                f"global batch {global_batch_size} must be a positive multiple of the process "
+                f"count {process_count}"
+            )
+        layout = cls(num_records, global_batch_size, process_index, process_count, int(seed))
+        if layout.steps_per_epoch == 0:
+            raise ValueError(
+                f"{what} has {num_records} examples, fewer than one global batch of {global_batch_size}"
+            )
+        return layout
+
     @property
     def local_batch_size(self) -> int:
         return self.global_batch_size // self.process_count
@@ -381,24 +405,15 @@ class PretrainPipeline:
                 f"{num_views}, {num_points}, {num_workers}"
             )
         process_index, process_count = _process_share(process_index, process_count)
-        if global_batch_size <= 0 or global_batch_size % process_count:
-            raise ValueError(
-                f"global_batch_size {global_batch_size} must be a positive multiple of the "
-                f"process count {process_count}"
-            )
         self.shards = open_split(records_dir, split)
-        self.layout = StreamLayout(
-            num_records=self.shards.num_records,
-            global_batch_size=global_batch_size,
-            process_index=process_index,
-            process_count=process_count,
-            seed=int(seed),
+        self.layout = StreamLayout.checked(
+            self.shards.num_records,
+            global_batch_size,
+            process_index,
+            process_count,
+            seed,
+            what=f"split '{split}' of {records_dir}",
         )
-        if self.layout.steps_per_epoch == 0:
-            raise ValueError(
-                f"split '{split}' of {records_dir} has {self.num_records} records, fewer than "
-                f"one global batch of {global_batch_size}"
-            )
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self._load = LoadPretrainExample(
             self.shards,

@@ -81,5 +81,7 @@ def ensure_records(
     )
     summary = render_stage.run(config)
     if summary.get("shards_reused") and not summary.get("shards_written"):
-        run_log.log(f"procedural records: reused all {summary['shards_reused']} shards in {records_dir}")
+        run_log.log(
+            f"procedural records: reused all {summary['shards_reused']} shards in {records_dir}"
+        )
     return summary

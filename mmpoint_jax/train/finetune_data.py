@@ -181,24 +181,15 @@ class ArrayStream:
         lengths = {key: len(value) for key, value in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"training arrays differ in length: {lengths}")
-        if global_batch_size <= 0 or global_batch_size % process_count:
-            raise ValueError(
-                f"global batch {global_batch_size} must be a positive multiple of the process "
-                f"count {process_count}"
-            )
         self.arrays = dict(arrays)
-        self.layout = pipeline.StreamLayout(
-            num_records=next(iter(lengths.values())),
-            global_batch_size=global_batch_size,
-            process_index=process_index,
-            process_count=process_count,
-            seed=int(seed),
+        self.layout = pipeline.StreamLayout.checked(
+            next(iter(lengths.values())),
+            global_batch_size,
+            process_index,
+            process_count,
+            seed,
+            what="the training split",
         )
-        if self.layout.steps_per_epoch == 0:
-            raise ValueError(
-                f"the training split has {self.layout.num_records} examples, fewer than one "
-                f"global batch of {global_batch_size}"
-            )
         self._next_step = 0
 
     @property
