@@ -9,6 +9,11 @@ What it runs: procedural shapes -> render stage (pool with views, labelled train
 same data and budget -> linear SVM on the labelled set for both and for a random-init encoder
 (BatchNorm statistics re-estimated) -> demo_out/report.md, report.json and pictures.
 
+The labelled objects are scored twice: posed at random about the up axis (the headline, as real
+scans are posed; seeded by `data.pose_seed`) and in the canonical pose they are generated in.
+On canonical poses a random-init DGCNN already reaches about 92% on these shapes, which leaves a
+linear probe little room to show what pretraining learnt (see mmpoint_jax/demo/run.py).
+
 Both modes share every setting below except `mode` / `num_views`; the SVM's C is chosen per
 encoder on a validation split of the labelled train set (never on test).
 """
@@ -30,6 +35,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             train_seed=200,
             test_per_class=20,
             test_seed=300,
+            pose_seed=400,  # headline test set: labelled objects turned about the up axis
             views=6,  # stored per pool object; m of them are used per step
             image_size=32,
             points=1024,  # stored; the encoder sees `pretrain.num_points`
