@@ -14,7 +14,9 @@ from mmpoint_jax.data import pipeline_testing
 from mmpoint_jax.train import checkpointing
 
 CONFIG = "configs/pretrain_tiny.py:runlocal"
-STEPS = 3
+# Two steps at a small SGD rate, as in test_pretrain's 1-vs-8-device test (the reason is there:
+# feature-space kNN turns reduction-order noise into separate trajectories after a few steps).
+STEPS = 2
 
 
 def _run(repo_root, command, env_devices, timeout=600):
@@ -39,7 +41,7 @@ def test_two_processes_equal_one_process(repo_root, tmp_path):
         f"--config.data.records={records}",
         f"--config.train.num_steps={STEPS}",
         "--config.optim.name=sgd",  # see test_pretrain: Adam amplifies rounding differences
-        "--config.optim.lr=0.05",
+        "--config.optim.lr=0.001",
     ]
     single = tmp_path / "single"
     _run(
@@ -76,7 +78,7 @@ def test_two_processes_equal_one_process(repo_root, tmp_path):
     }
     assert sorted(losses[multi]) == list(range(1, STEPS + 1))
     for step in range(1, STEPS + 1):
-        assert losses[multi][step] == pytest.approx(losses[single][step], rel=1e-4), step
+        assert losses[multi][step] == pytest.approx(losses[single][step], rel=2e-5), step
 
     final = {
         w: checkpointing.restore_subtree(checkpointing.latest_step_dir(w) / "state")
@@ -85,5 +87,6 @@ def test_two_processes_equal_one_process(repo_root, tmp_path):
     leaves_single = jax.tree.leaves(final[single]["params"])
     leaves_multi = jax.tree.leaves(final[multi]["params"])
     for a, b in zip(leaves_multi, leaves_single, strict=True):
-        # gloo sums in another order: compare each tensor as a whole, not element by element
-        assert np.linalg.norm(a - b) <= 1e-3 * np.linalg.norm(b) + 1e-7
+        # gloo sums in another order; one update moves parameters by ~0.06, a wrong reduction
+        # (per-process gradients, a missing average) by as much
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)

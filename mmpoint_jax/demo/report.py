@@ -144,19 +144,39 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _verdicts(accuracy: Mapping[str, dict[str, Any]], seeds: int) -> list[str]:
+def _standard_error(accuracy: float, num_test: int) -> float:
+    """One standard error of a test-set accuracy: binomial in the number of test objects."""
+    return float(np.sqrt(max(accuracy * (1 - accuracy), 1e-12) / num_test))
+
+
+def _resolution_points(accuracy: float, num_test: int) -> float:
+    """Smallest gap (points) between two encoders' accuracies on this test set that is not
+    within sampling noise: 1.96 standard errors of a difference of two such accuracies."""
+    return 100 * 1.96 * np.sqrt(2) * _standard_error(accuracy, num_test)
+
+
+def _verdicts(accuracy: Mapping[str, dict[str, Any]], seeds: int, num_test: int) -> list[str]:
     mm, cp, rnd = (accuracy[k]["mean"] for k in ("mmpoint", "crosspoint", "random"))
     over = f" ({seeds}-seed mean)" if seeds > 1 else " (one seed)"
     lines = [
         f"MM-Point mode vs random init: {100 * (mm - rnd):+.1f} points{over}; "
         + ("the 5-point bar is met." if mm - rnd >= 0.05 else "below the 5-point bar."),
     ]
+    resolution = _resolution_points(mm, num_test)
+    caveat = (
+        f" That is within the {resolution:.1f}-point resolution of a {num_test}-object test set: "
+        "not a measured difference (see 'Reading the numbers' below)."
+        if abs(100 * (mm - cp)) < resolution
+        else ""
+    )
     if mm > cp:
-        lines.append(f"MM-Point mode beats CrossPoint mode by {100 * (mm - cp):.1f} points{over}.")
+        lines.append(
+            f"MM-Point mode beats CrossPoint mode by {100 * (mm - cp):.1f} points{over}." + caveat
+        )
     else:
         lines.append(
-            f"MM-Point mode does NOT beat CrossPoint mode here: {100 * (mm - cp):+.1f} points{over}. "
-            "See 'Reading the numbers' below."
+            f"MM-Point mode does NOT beat CrossPoint mode here: {100 * (mm - cp):+.1f} points{over}."
+            + (caveat or " See 'Reading the numbers' below.")
         )
     return lines
 
@@ -180,8 +200,7 @@ def _evidence(
 ) -> dict[str, Any]:
     """The quantities 'Reading the numbers' argues from, all measured in this run."""
     mm, cp = accuracy["mmpoint"], accuracy["crosspoint"]
-    # One standard error of a test-set accuracy, binomial in the number of test objects.
-    standard_error = float(np.sqrt(max(mm["mean"] * (1 - mm["mean"]), 1e-12) / num_test))
+    standard_error = _standard_error(mm["mean"], num_test)
     svm_curves = {}
     for mode in ("crosspoint", "mmpoint"):
         steps, values = _mean_over_seeds(runs, mode, "eval/svm/accuracy")
@@ -224,23 +243,29 @@ def _evidence(
     }
 
 
+def _headline_first(content: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(name, table) of every test set, the headline first (report.json sorts its keys)."""
+    tables = content.get("test_sets", {})
+    return sorted(tables.items(), key=lambda item: item[0] != content.get("headline_test_set"))
+
+
 def _pose_sentence(content: Mapping[str, Any]) -> list[str]:
     """How much of the gain over random init depends on the test objects' poses."""
-    tables = content.get("test_sets", {})
-    if len(tables) < 2:
+    if len(content.get("test_sets", {})) < 2:
         return []
     parts = [
         f"{TEST_SET_LABELS.get(name, name)}: random init {100 * t['accuracy']['random']:.1f}%, "
         f"MM-Point {100 * (t['accuracy']['mmpoint'] - t['accuracy']['random']):+.1f} points, "
         f"CrossPoint {100 * (t['accuracy']['crosspoint'] - t['accuracy']['random']):+.1f} points"
-        for name, t in tables.items()
+        for name, t in _headline_first(content)
     ]
     return [
         "* **Poses.** "
         + "; ".join(parts)
         + ". A random-init DGCNN's features see absolute directions, so on canonical poses they "
-        "already separate these categories well; pretraining's rotation augmentation makes the "
-        "features invariant to the turn about the up axis, which only the posed test set rewards."
+        "already separate these categories well; pretraining turns its two clouds independently "
+        "about the up axis, which trains the encoder towards invariance to that turn, and only "
+        "the posed test set rewards it."
     ]
 
 
@@ -250,7 +275,7 @@ def _reading_the_numbers(content: Mapping[str, Any]) -> list[str]:
     evidence = content["evidence"]
     batch = content["config"]["pretrain"]["batch_size"]
     se = 100 * evidence["standard_error"]
-    resolvable = 1.96 * np.sqrt(2) * se  # two proportions, each with this standard error
+    resolvable = _resolution_points(content["accuracy"]["mmpoint"], evidence["test_objects"])
     diffs = [100 * d for d in evidence["mmpoint_minus_crosspoint_per_seed"]]
     lines = [
         "The random-init baseline uses the same DGCNN with BatchNorm running statistics "
@@ -389,7 +414,7 @@ def write_report(
             "accuracy_std": {k: acc[k]["std"] for k in ENCODERS},
             "mean_class_accuracy": {k: cls[k]["mean"] for k in ENCODERS},
             "svm_C_per_seed": {k: [r["C"] for r in results[name][k]] for k in ENCODERS},
-            "verdicts": _verdicts(acc, seeds),
+            "verdicts": _verdicts(acc, seeds, len(test_labels)),
         }
 
     content = {
@@ -427,7 +452,7 @@ def render_markdown(content: Mapping[str, Any]) -> str:
         "validation split of the labelled train set. The train split is posed like the test split.",
         "",
     ]
-    for name, table in content["test_sets"].items():
+    for name, table in _headline_first(content):
         headline = " (headline)" if name == content["headline_test_set"] else ""
         lines += [
             f"### {TEST_SET_LABELS.get(name, name).capitalize()}{headline}",
@@ -465,7 +490,8 @@ def render_markdown(content: Mapping[str, Any]) -> str:
         "svm_vs_step": "Linear SVM accuracy against pretraining step (canonical-pose test set)",
         "tsne": "t-SNE of MM-Point features on the headline test set",
     }
-    for key, name in content["pictures"].items():
-        lines += [f"### {captions.get(key, key)}", "", f"![{key}]({name})", ""]
+    pictures = content["pictures"]  # report.json sorts keys: show them in the captions' order
+    for key in sorted(pictures, key=lambda k: list(captions).index(k) if k in captions else 99):
+        lines += [f"### {captions.get(key, key)}", "", f"![{key}]({pictures[key]})", ""]
     lines += ["## Reading the numbers", "", *_reading_the_numbers(content), ""]
     return "\n".join(lines)
