@@ -342,7 +342,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar = run_log.progress(total=total_steps, initial=start_step, desc="pretrain", unit="step")
     try:
         with loop_lib.PreemptionNotice() as preemption:
-            step = start_step
             for step in range(start_step, total_steps):
                 local = next(data_iter)
                 batch = parallel.global_batch(
@@ -362,23 +361,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     done % config.evals.svm.every_steps == 0 or done == total_steps
                 ):
                     metrics_writer.write(done, evaluator(state))
-                saved = ckpt.should_save(done) or done == total_steps
-                if saved:
+                preempted = parallel.all_processes_agree(preemption.received)
+                if ckpt.should_save(done) or done == total_steps or preempted:
                     loop_lib.check_finite(state, loss_names)
                     ckpt.save(
                         done, state, data.get_state(), run_log.config_to_dict(config), force=True
                     )
-                if parallel.all_processes_agree(preemption.received):
-                    run_log.log(f"preemption notice: saving step {done} and stopping")
-                    if not saved:
-                        loop_lib.check_finite(state, loss_names)
-                        ckpt.save(
-                            done,
-                            state,
-                            data.get_state(),
-                            run_log.config_to_dict(config),
-                            force=True,
-                        )
+                if preempted:
+                    run_log.log(f"preemption notice: saved step {done}, stopping")
                     summary["stopped"] = "preempted"
                     break
     finally:  # a failing run still finishes its pending (good) checkpoint saves
