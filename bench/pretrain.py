@@ -2,6 +2,7 @@
 
   python bench/pretrain.py                      # tiny and paper scale, MM-Point (m=3) and CrossPoint
   python bench/pretrain.py --scale=tiny --mode=mmpoint --batch=32
+  python bench/pretrain.py --scale=paper --mode=mmpoint --conv_impl=xla   # without the conv matmuls
 
 Scales (the PyTorch reference on this 2-core machine, DESIGN.md / issue 6):
   tiny   32 objects, N512, k10, emb 256, ResNet-18 at 64 px, 3 views        3.4 objects/s
@@ -28,7 +29,7 @@ CONFIGS = {"tiny": "configs/pretrain_tiny.py", "paper": "configs/pretrain_shapen
 DEFAULT_BATCH = {"tiny": 32, "paper": 8}
 
 
-def load(scale: str, mode: str, batch: int):
+def load(scale: str, mode: str, batch: int, conv_impl: str = "auto"):
     from mmpoint_jax import config_lib
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +42,7 @@ def load(scale: str, mode: str, batch: int):
     spec = f"{path}:mode={mode}" if scale == "tiny" else path
     config = config_lib.load_config(spec)
     config.train.batch_size = batch
+    config.model.image_encoder.conv_impl = conv_impl
     if scale == "paper" and mode == "crosspoint":
         config.model.point_encoder.k = 20  # the reference step ran k 20 in both modes
     return config
@@ -63,13 +65,13 @@ def random_batch(config, batch: int, mesh):
     return parallel.global_batch(local, mesh)
 
 
-def measure(scale: str, mode: str, batch: int, repeats: int) -> dict:
+def measure(scale: str, mode: str, batch: int, repeats: int, conv_impl: str = "auto") -> dict:
     import jax
 
     from mmpoint_jax.models import MMPoint
     from mmpoint_jax.train import optim, parallel, pretrain
 
-    config = load(scale, mode, batch)
+    config = load(scale, mode, batch, conv_impl)
     mesh = parallel.make_mesh()
     model = MMPoint(config.model)
     tx, schedule = optim.make_optimizer(config.optim, config.schedule, config.train.num_steps)
@@ -105,6 +107,7 @@ def measure(scale: str, mode: str, batch: int, repeats: int) -> dict:
             "image_encoder": config.model.image_encoder.name,
             "image_size": config.data.image_size,
             "views": config.model.num_views,
+            "conv_impl": conv_impl,
             "device": common.device_description(),
         },
         times,
@@ -127,6 +130,12 @@ def main() -> None:
     parser.add_argument("--mode", choices=["mmpoint", "crosspoint", "all"], default="all")
     parser.add_argument("--batch", type=int, default=0, help="objects per step (default per scale)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--conv_impl",
+        choices=["auto", "xla"],
+        default="auto",
+        help="ResNet convolutions: auto (matmuls for 1x1 and small maps) or XLA's everywhere",
+    )
     args = parser.parse_args()
     scales = ["tiny", "paper"] if args.scale == "all" else [args.scale]
     modes = ["mmpoint", "crosspoint"] if args.mode == "all" else [args.mode]
@@ -134,7 +143,11 @@ def main() -> None:
         for mode in modes:
             if (scale, mode) not in REFERENCE and args.mode == "all":
                 continue  # no reference to compare with
-            common.emit(measure(scale, mode, args.batch or DEFAULT_BATCH[scale], args.repeats))
+            common.emit(
+                measure(
+                    scale, mode, args.batch or DEFAULT_BATCH[scale], args.repeats, args.conv_impl
+                )
+            )
 
 
 if __name__ == "__main__":
